@@ -1,0 +1,34 @@
+# One-command set-up: `make book` builds the website, `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.lstmkit-installed
+
+.PHONY: setup book test lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml tools/install-torch.sh | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	bash tools/install-torch.sh $(PY)
+	$(PY) -m pip install --quiet -e ".[book,grading,dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+book: setup
+	@echo "There is no book yet: the book issue will add it. Set-up is done."
+
+lint: setup
+	$(PY) -m ruff check lstmkit tests benchmarks
+
+test: setup lint
+	bash tools/install-browser.sh
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) benchmarks/bench_reference.py
+
+clean:
+	rm -rf _build
