@@ -1,0 +1,28 @@
+"""Serve MathJax 3 from the built site instead of a CDN.
+
+The MathJax files come from the `django-static-mathjax` wheel (import name `mathjax`); they are copied
+to <outdir>/_static/mathjax/ when the build has finished, so Jupyter Book does not turn each of its
+.js files into a script tag (it does that for files in the source _static/ folder).
+"""
+
+import shutil
+from pathlib import Path
+
+
+def _mathjax_root():
+    import mathjax
+
+    return Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+
+
+def _copy(app, exception):
+    if exception is None and app.builder.format == "html":
+        shutil.copytree(_mathjax_root(), Path(app.outdir) / "_static" / "mathjax", dirs_exist_ok=True)
+
+
+def setup(app):
+    if not (_mathjax_root() / "tex-chtml.js").exists():
+        raise RuntimeError("MathJax not found: install the 'book' extra (django-static-mathjax)")
+    app.config.mathjax_path = "mathjax/tex-chtml.js"
+    app.connect("build-finished", _copy)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
