@@ -13,34 +13,45 @@ def rel_error(a, b):
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), 1e-12), initial=0.0))
 
 
-def numerical_gradient(f, x, eps=1e-5):
+def numerical_gradient(f, x, eps=1e-5, *, order=2):
     """Central-difference gradient of a scalar function f() with respect to the array x.
 
     Inputs:
     - f: callable with no arguments returning a float; it must read x (which is changed in place).
     - x: float array, perturbed one entry at a time and restored.
+    - eps: the step h.
+    - order: 2 for the usual (f(x+h) - f(x-h)) / 2h, error O(h^2); 4 for the five-point stencil
+      (8 (f(x+h) - f(x-h)) - (f(x+2h) - f(x-2h))) / 12h, error O(h^4), twice the cost.
     Returns:
-    - array shaped like x: (f(x + eps) - f(x - eps)) / (2 eps) per entry.
+    - array shaped like x with the estimated partial derivatives.
     """
+    if order not in (2, 4):
+        raise ValueError(f"order must be 2 or 4; got {order!r}")
+
+    def f_at(idx, old, step):
+        x[idx] = old + step
+        return f()
+
     grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        idx = it.multi_index
+    for idx in np.ndindex(x.shape):
         old = x[idx]
-        x[idx] = old + eps
-        f_plus = f()
-        x[idx] = old - eps
-        f_minus = f()
+        d1 = f_at(idx, old, eps) - f_at(idx, old, -eps)
+        if order == 2:
+            grad[idx] = d1 / (2 * eps)
+        else:
+            d2 = f_at(idx, old, 2 * eps) - f_at(idx, old, -2 * eps)
+            grad[idx] = (8 * d1 - d2) / (12 * eps)
         x[idx] = old
-        grad[idx] = (f_plus - f_minus) / (2 * eps)
     return grad
 
 
-def gradcheck(xs, state, params, *, seed=0, eps=1e-5):
+def gradcheck(xs, state, params, *, seed=0, eps=1e-3, order=4):
     """Compare reference.backward with finite differences on a random linear loss.
 
     The loss is L = sum(dhs * hs) + sum(dh_T * h_T) + sum(dc_T * c_T) with random dhs, dh_T, dc_T
-    drawn from `seed`, so every output path carries gradient.
+    drawn from `seed`, so every output path carries gradient. The numerical gradient uses the
+    fourth-order stencil by default: with the plain central difference, entries whose true
+    gradient is small (saturated gates) show relative errors near 1e-7 from truncation alone.
 
     Inputs:
     - xs (T, B, D), state (h0, c0) each (B, H) or None, params: all float64.
@@ -67,5 +78,5 @@ def gradcheck(xs, state, params, *, seed=0, eps=1e-5):
     dxs, (dh0, dc0), grads = ref.backward(dhs, (dh_T, dc_T), cache)
     analytic = {"xs": dxs, "h0": dh0, "c0": dc0, **grads}
     targets = {"xs": xs, "h0": h0, "c0": c0, **params}
-    return {name: rel_error(analytic[name], numerical_gradient(loss, targets[name], eps))
+    return {name: rel_error(analytic[name], numerical_gradient(loss, targets[name], eps, order=order))
             for name in analytic}
