@@ -1,0 +1,405 @@
+"""A drop-in replacement for torch.nn.LSTM and torch.nn.LSTMCell with a hand-written backward.
+
+`LSTM` and `LSTMCell` take the same arguments, register the same parameters (names, shapes,
+order, initialisation) and return the same things as their torch.nn namesakes, so a state_dict
+loads both ways and a model can swap one class for the other. Two implementations:
+
+- impl="fused" (default): `LSTMFunction`, a torch.autograd.Function whose backward is the
+  hand-derived backpropagation through time of lstmkit.reference.backward (Williams & Peng 1990),
+  written in torch ops so it runs on any device. The input projection x W_ih^T of every step is
+  one matrix product; the backward loop carries only (dh, dc) and stores the pre-activation
+  gradients da, and the weight gradients are then one matrix product each over all T*B rows.
+- impl="loop": a readable cell loop whose gradient autograd derives. For teaching and checking.
+
+Equations of one step (gate order i, f, g, o; Hochreiter & Schmidhuber 1997, Gers et al. 2000):
+
+    a = x W_ih^T + b_ih + h_prev W_hh^T + b_hh         (B, 4H)
+    i, f, o = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o);  g = tanh(a_g)
+    c = f * c_prev + i * g
+    h = o * tanh(c)              (or h = (o * tanh(c)) W_hr^T when proj_size > 0)
+
+Variable-length batches (PackedSequence) are run padded with a per-step mask that freezes h and c
+once a sequence has ended, which gives exactly nn.LSTM's final states.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+IMPLS = ("fused", "loop")
+
+__all__ = ["LSTM", "LSTMCell", "LSTMFunction", "lstm_layer"]
+
+
+# ----------------------------------------------------------------------------- the fused Function
+
+class LSTMFunction(torch.autograd.Function):
+    """One layer, one direction of an LSTM over a time-major sequence, with hand-written BPTT.
+
+    Inputs (of forward / apply):
+    - x: (T, B, D) inputs.
+    - h0: (B, P) and c0: (B, H) initial state (P = proj_size if projecting, else H).
+    - w_ih (4H, D), w_hh (4H, P): weights; b_ih, b_hh (4H,) or None; w_hr (P, H) or None.
+    - mask: (T, B, 1) bool, True where step t of sequence b is real, or None (all real).
+    Returns:
+    - y: (T, B, P) outputs (zero at masked steps).
+    - h_T: (B, P) and c_T: (B, H): the state after each sequence's last real step.
+    """
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask):
+        T, B, D = x.shape
+        H = w_ih.shape[0] // 4
+        P = h0.shape[1]
+        with torch.no_grad():
+            # Input part of every step at once; this buffer becomes the gate activations in place.
+            x2 = x.reshape(T * B, D)
+            if b_ih is not None:
+                acts = torch.addmm(b_ih + b_hh, x2, w_ih.t())
+            else:
+                acts = torch.mm(x2, w_ih.t())
+            acts = acts.view(T, B, 4 * H)
+            hs = x.new_empty(T + 1, B, P)
+            cs = x.new_empty(T + 1, B, H)
+            tanh_cs = x.new_empty(T, B, H)
+            rs = x.new_empty(T, B, H) if w_hr is not None else None  # o * tanh(c) before projection
+            hs[0] = h0
+            cs[0] = c0
+            w_hh_t = w_hh.t()
+            for t in range(T):
+                a = acts[t]
+                a.addmm_(hs[t], w_hh_t)
+                a[:, :2 * H].sigmoid_()
+                a[:, 2 * H:3 * H].tanh_()
+                a[:, 3 * H:].sigmoid_()
+                i, f, g, o = a.chunk(4, 1)
+                c = cs[t + 1]
+                torch.mul(f, cs[t], out=c)
+                c.addcmul_(i, g)
+                torch.tanh(c, out=tanh_cs[t])
+                if rs is None:
+                    torch.mul(o, tanh_cs[t], out=hs[t + 1])
+                else:
+                    torch.mul(o, tanh_cs[t], out=rs[t])
+                    torch.mm(rs[t], w_hr.t(), out=hs[t + 1])
+                if mask is not None:  # past a sequence's end, keep the previous state
+                    cs[t + 1] = torch.where(mask[t], c, cs[t])
+                    hs[t + 1] = torch.where(mask[t], hs[t + 1], hs[t])
+            y = hs[1:] if mask is None else hs[1:] * mask
+        ctx.save_for_backward(x, w_ih, w_hh, w_hr, acts, hs, cs, tanh_cs, rs, mask)
+        ctx.has_bias = b_ih is not None
+        return y, hs[T].clone(), cs[T].clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy, dh_T, dc_T):
+        x, w_ih, w_hh, w_hr, acts, hs, cs, tanh_cs, rs, mask = ctx.saved_tensors
+        T, B, D = x.shape
+        H = w_ih.shape[0] // 4
+        P = hs.shape[2]
+        das = acts.new_empty(T, B, 4 * H)  # gradient w.r.t. the pre-activations a of every step
+        dhts = acts.new_empty(T, B, P) if w_hr is not None else None  # gradient w.r.t. projected h
+        m = mask.to(x.dtype) if mask is not None else None
+        dh, dc = dh_T, dc_T
+        for t in reversed(range(T)):
+            i, f, g, o = acts[t].chunk(4, 1)
+            tanh_c = tanh_cs[t]
+            dht = dh + dy[t]
+            if m is not None:  # masked steps pass (dh, dc) straight through
+                dh_skip, dc_skip = dh * (1 - m[t]), dc * (1 - m[t])
+                dht = dht * m[t]
+                dc = dc * m[t]
+            if dhts is not None:
+                dhts[t] = dht
+                dr = dht @ w_hr                                # h = r W_hr^T
+            else:
+                dr = dht
+            dc = dc + dr * o * (1 - tanh_c * tanh_c)          # h = o * tanh(c)
+            da_i, da_f, da_g, da_o = das[t].chunk(4, 1)
+            torch.mul(dc * g, i * (1 - i), out=da_i)           # c = f * c_prev + i * g; sigmoid'
+            torch.mul(dc * cs[t], f * (1 - f), out=da_f)
+            torch.mul(dc * i, 1 - g * g, out=da_g)             # tanh' = 1 - tanh^2
+            torch.mul(dr * tanh_c, o * (1 - o), out=da_o)
+            dc = dc * f
+            dh = das[t] @ w_hh
+            if m is not None:
+                dh = dh + dh_skip
+                dc = dc + dc_skip
+
+        da = das.view(T * B, 4 * H)
+        need = ctx.needs_input_grad
+        dx = (da @ w_ih).view(T, B, D) if need[0] else None
+        dw_ih = da.t() @ x.reshape(T * B, D) if need[3] else None
+        dw_hh = da.t() @ hs[:T].reshape(T * B, P) if need[4] else None
+        db = da.sum(0) if ctx.has_bias else None
+        dw_hr = dhts.view(T * B, P).t() @ rs.view(T * B, H) if w_hr is not None and need[7] else None
+        return dx, dh, dc, dw_ih, dw_hh, db, db, dw_hr, None
+
+
+# ----------------------------------------------------------------------------- the readable loop
+
+def _loop_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask):
+    """Same contract as LSTMFunction.apply, written as a plain cell loop; autograd does BPTT."""
+    h, c = h0, c0
+    ys = []
+    for t in range(x.shape[0]):
+        a = F.linear(x[t], w_ih, b_ih) + F.linear(h, w_hh, b_hh)
+        a_i, a_f, a_g, a_o = a.chunk(4, 1)
+        i, f, g, o = torch.sigmoid(a_i), torch.sigmoid(a_f), torch.tanh(a_g), torch.sigmoid(a_o)
+        c_new = f * c + i * g
+        h_new = o * torch.tanh(c_new)
+        if w_hr is not None:
+            h_new = h_new @ w_hr.t()
+        if mask is not None:
+            c_new = torch.where(mask[t], c_new, c)
+            ys.append(h_new * mask[t])
+            h_new = torch.where(mask[t], h_new, h)
+        else:
+            ys.append(h_new)
+        h, c = h_new, c_new
+    return torch.stack(ys), h, c
+
+
+def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, mask=None, impl="fused"):
+    """One layer and direction: y, h_T, c_T (see LSTMFunction for shapes)."""
+    if impl == "fused":
+        return LSTMFunction.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask)
+    return _loop_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask)
+
+
+# ----------------------------------------------------------------------------- modules
+
+def _check_impl(impl):
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}; got {impl!r}")
+
+
+def _reverse(x, rev_idx):
+    """Reverse each sequence of x (T, B, K) in time, within its own length when rev_idx is given."""
+    if rev_idx is None:
+        return x.flip(0)
+    return x.gather(0, rev_idx.expand(-1, -1, x.shape[2]))
+
+
+class LSTM(nn.Module):
+    """Multi-layer (bidirectional, projected) LSTM with the interface of torch.nn.LSTM.
+
+    Inputs (constructor): input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+    dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None as in nn.LSTM, plus
+    impl="fused" | "loop".
+
+    forward(input, hx=None):
+    - input: (T, B, D) (or (B, T, D) if batch_first), (T, D) unbatched, or a PackedSequence.
+    - hx: (h0, c0) with h0 (num_layers * num_dirs, B, P) and c0 (num_layers * num_dirs, B, H)
+      (no B axis for unbatched input), or None for zeros. P = proj_size or H.
+    Returns:
+    - output: (T, B, num_dirs * P) (batch_first / unbatched / packed like the input).
+    - (h_n, c_n): final states of every layer and direction, shaped like hx.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None, *, impl="fused"):
+        super().__init__()
+        _check_impl(impl)
+        for name, n, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
+                             ("num_layers", num_layers, 1), ("proj_size", proj_size, 0)):
+            if not isinstance(n, int) or isinstance(n, bool) or n < low:
+                raise ValueError(f"{name} must be an int >= {low}; got {n!r}")
+        if proj_size >= hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size; got proj_size={proj_size}, "
+                             f"hidden_size={hidden_size}")
+        if not (isinstance(dropout, (int, float)) and 0 <= dropout <= 1) or isinstance(dropout, bool):
+            raise ValueError(f"dropout must be a number in [0, 1]; got {dropout!r}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        self.bidirectional, self.proj_size, self.impl = bidirectional, proj_size, impl
+        self.mode = "LSTM"
+        num_dirs = 2 if bidirectional else 1
+        real_h = proj_size if proj_size > 0 else hidden_size
+        kw = {"device": device, "dtype": dtype}
+        self._flat_weights_names = []
+        for layer in range(num_layers):
+            layer_in = input_size if layer == 0 else real_h * num_dirs
+            for d in range(num_dirs):
+                sfx = f"_l{layer}{'_reverse' if d else ''}"
+                shapes = [("weight_ih", (4 * hidden_size, layer_in)),
+                          ("weight_hh", (4 * hidden_size, real_h))]
+                if bias:
+                    shapes += [("bias_ih", (4 * hidden_size,)), ("bias_hh", (4 * hidden_size,))]
+                if proj_size > 0:
+                    shapes += [("weight_hr", (proj_size, hidden_size))]
+                for name, shape in shapes:
+                    setattr(self, name + sfx, nn.Parameter(torch.empty(shape, **kw)))
+                    self._flat_weights_names.append(name + sfx)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """uniform(-1/sqrt(H), 1/sqrt(H)) for every parameter, in registration order, as nn.LSTM."""
+        k = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -k, k)
+
+    def flatten_parameters(self):
+        """No-op, for code written for nn.LSTM's cuDNN path."""
+
+    @property
+    def all_weights(self):
+        return [[getattr(self, n) for n in self._flat_weights_names if n.endswith(s)]
+                for s in self._suffixes()]
+
+    def _suffixes(self):
+        return [f"_l{layer}{'_reverse' if d else ''}" for layer in range(self.num_layers)
+                for d in range(2 if self.bidirectional else 1)]
+
+    def _params(self, sfx):
+        get = lambda n: getattr(self, n + sfx, None)  # noqa: E731
+        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr")
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
+                              ("bidirectional", False), ("proj_size", 0), ("impl", "fused")):
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)!r}"
+        return s
+
+    def forward(self, input, hx=None):
+        num_dirs = 2 if self.bidirectional else 1
+        H = self.hidden_size
+        P = self.proj_size if self.proj_size > 0 else H
+        w = self.weight_ih_l0
+        packed = isinstance(input, PackedSequence)
+        lengths = None
+        if packed:
+            x, lengths = pad_packed_sequence(input)   # (T, B, D) in the caller's batch order
+            batched = True
+        else:
+            if input.dim() not in (2, 3):
+                raise ValueError(f"LSTM: expected input of shape (T, B, D={self.input_size}) or unbatched "
+                                 f"(T, D={self.input_size}); got {tuple(input.shape)}")
+            batched = input.dim() == 3
+            x = input if batched else input.unsqueeze(1)
+            if batched and self.batch_first:
+                x = x.transpose(0, 1)
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"LSTM: input has {x.shape[-1]} features; expected input_size={self.input_size}")
+        if x.dtype != w.dtype:
+            raise TypeError(f"LSTM: input dtype {x.dtype} differs from the parameters' {w.dtype}")
+        T, B, _ = x.shape
+        L = self.num_layers * num_dirs
+        if hx is None:
+            h0 = x.new_zeros(L, B, P)
+            c0 = x.new_zeros(L, B, H)
+        else:
+            h0, c0 = hx
+            if not batched:
+                if h0.dim() != 2 or c0.dim() != 2:
+                    raise ValueError("LSTM: for unbatched input hx must be 2-D (num_layers * num_dirs, H); "
+                                     f"got {tuple(h0.shape)} and {tuple(c0.shape)}")
+                h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
+            for name, s, want in (("h0", h0, (L, B, P)), ("c0", c0, (L, B, H))):
+                if tuple(s.shape) != want:
+                    raise ValueError(f"LSTM: expected {name} of shape {want}; got {tuple(s.shape)}")
+
+        mask = rev_idx = None
+        if lengths is not None:
+            steps = torch.arange(T).unsqueeze(1)                            # (T, 1)
+            mask = (steps < lengths.unsqueeze(0)).unsqueeze(2).to(x.device)  # (T, B, 1)
+            if self.bidirectional:
+                rev = torch.where(steps < lengths, lengths - 1 - steps, steps)  # (T, B)
+                rev_idx = rev.unsqueeze(2).to(x.device)
+
+        layer_input = x
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(num_dirs):
+                k = layer * num_dirs + d
+                sfx = f"_l{layer}{'_reverse' if d else ''}"
+                xin = layer_input if d == 0 else _reverse(layer_input, rev_idx)
+                y, h, c = lstm_layer(xin, h0[k], c0[k], *self._params(sfx), mask=mask, impl=self.impl)
+                outs.append(y if d == 0 else _reverse(y, rev_idx))
+                h_n.append(h)
+                c_n.append(c)
+            layer_input = outs[0] if num_dirs == 1 else torch.cat(outs, 2)
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, self.dropout, training=True)
+        out, h_n, c_n = layer_input, torch.stack(h_n), torch.stack(c_n)
+
+        if packed:
+            order = input.sorted_indices
+            if order is not None:
+                out, lengths = out[:, order], lengths[order]
+            data = pack_padded_sequence(out, lengths, enforce_sorted=True).data
+            out = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
+        elif not batched:
+            out, h_n, c_n = out.squeeze(1), h_n.squeeze(1), c_n.squeeze(1)
+        elif self.batch_first:
+            out = out.transpose(0, 1)
+        return out, (h_n, c_n)
+
+
+class LSTMCell(nn.Module):
+    """One LSTM step with the interface of torch.nn.LSTMCell.
+
+    Inputs (constructor): input_size, hidden_size, bias=True, device=None, dtype=None; impl as LSTM.
+    forward(input, hx=None):
+    - input: (B, D) or unbatched (D,).
+    - hx: (h, c), each (B, H) (or (H,)), or None for zeros.
+    Returns:
+    - (h', c'), each (B, H) (or (H,)).
+    """
+
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None, *, impl="fused"):
+        super().__init__()
+        _check_impl(impl)
+        for name, n in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ValueError(f"{name} must be a positive int; got {n!r}")
+        self.input_size, self.hidden_size, self.bias, self.impl = input_size, hidden_size, bias, impl
+        kw = {"device": device, "dtype": dtype}
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **kw))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size, **kw))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size, **kw))
+            self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size, **kw))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        k = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -k, k)
+
+    def extra_repr(self):
+        return f"{self.input_size}, {self.hidden_size}, bias={self.bias}, impl={self.impl!r}"
+
+    def forward(self, input, hx=None):
+        if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
+            raise ValueError(f"LSTMCell: expected input of shape (B, D={self.input_size}) or "
+                             f"(D={self.input_size},); got {tuple(input.shape)}")
+        if input.dtype != self.weight_ih.dtype:
+            raise TypeError(f"LSTMCell: input dtype {input.dtype} differs from the parameters' "
+                            f"{self.weight_ih.dtype}")
+        batched = input.dim() == 2
+        x = input if batched else input.unsqueeze(0)
+        B, H = x.shape[0], self.hidden_size
+        if hx is None:
+            h0, c0 = x.new_zeros(B, H), x.new_zeros(B, H)
+        else:
+            h0, c0 = hx if batched else (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
+            for name, s in (("h", h0), ("c", c0)):
+                if tuple(s.shape) != (B, H):
+                    raise ValueError(f"LSTMCell: expected {name} of shape {(B, H)}; got {tuple(s.shape)}")
+        _, h, c = lstm_layer(x.unsqueeze(0), h0, c0, self.weight_ih, self.weight_hh, self.bias_ih,
+                             self.bias_hh, impl=self.impl)
+        if not batched:
+            h, c = h.squeeze(0), c.squeeze(0)
+        return h, c

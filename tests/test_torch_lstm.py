@@ -1,0 +1,245 @@
+"""lstmkit.torch.LSTM / LSTMCell against torch.nn.LSTM / nn.LSTMCell, for both implementations."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from lstmkit import reference
+from lstmkit.torch import LSTM, LSTMCell, LSTMFunction
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+IMPLS = ["fused", "loop"]
+TOL = {torch.float64: dict(rtol=0, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=1e-6)}
+
+# (constructor kwargs, input kind, pass hx?): a small grid that still touches every feature.
+GRID = [
+    (dict(), "plain", False),
+    (dict(), "plain", True),
+    (dict(num_layers=3), "plain", True),
+    (dict(num_layers=2, bidirectional=True), "plain", True),
+    (dict(batch_first=True), "plain", False),
+    (dict(proj_size=3), "plain", True),
+    (dict(num_layers=2, bidirectional=True, proj_size=4, batch_first=True), "plain", True),
+    (dict(bias=False), "plain", False),
+    (dict(num_layers=2, dropout=0.5), "plain", True),          # dropout is inactive in eval mode
+    (dict(), "packed", False),
+    (dict(num_layers=2, bidirectional=True, proj_size=3), "packed", True),
+    (dict(bidirectional=True, batch_first=True), "packed", False),
+    (dict(), "unbatched", False),
+    (dict(bidirectional=True), "unbatched", True),
+]
+
+
+def make_pair(kwargs, dtype, device, impl):
+    """An nn.LSTM and an lstmkit LSTM with identical parameters (same seed, same init order)."""
+    torch.manual_seed(0)
+    ref = nn.LSTM(5, 6, **kwargs).to(device, dtype).eval()
+    torch.manual_seed(0)
+    ours = LSTM(5, 6, **kwargs, impl=impl).to(device, dtype).eval()
+    return ref, ours
+
+
+def run(mod, x, kind, hx, lengths, batch_first):
+    """Forward, backward of a random-ish scalar; returns outputs and all gradients."""
+    for p in mod.parameters():
+        p.grad = None
+    x = x.detach().requires_grad_()
+    hx = None if hx is None else tuple(s.detach().requires_grad_() for s in hx)
+    inp = x
+    if kind == "packed":
+        inp = pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False)
+    out, (h, c) = mod(inp, hx)
+    out = out.data if kind == "packed" else out
+    loss = (out.sin() * 1.3).sum() + (h * h).sum() + c.cos().sum()
+    loss.backward()
+    grads = [x.grad] + ([] if hx is None else [s.grad for s in hx]) + [p.grad for p in mod.parameters()]
+    return [out, h, c] + grads
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kwargs,kind,with_hx", GRID)
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+def test_lstm_matches_torch(kwargs, kind, impl, dtype, device, with_hx):
+    ref, ours = make_pair(kwargs, dtype, device, impl)
+    assert list(ref.state_dict()) == list(ours.state_dict())
+    T, B = 7, 4
+    g = torch.Generator().manual_seed(1)
+    bf = kwargs.get("batch_first", False)
+    shape = (T, 5) if kind == "unbatched" else ((B, T, 5) if bf else (T, B, 5))
+    x = torch.randn(shape, generator=g, dtype=dtype).to(device)
+    lengths = torch.tensor([7, 3, 5, 1]) if kind == "packed" else None
+    hx = None
+    if with_hx:
+        dirs = 2 if kwargs.get("bidirectional") else 1
+        L = kwargs.get("num_layers", 1) * dirs
+        P = kwargs.get("proj_size", 0) or 6
+        bshape = () if kind == "unbatched" else (B,)
+        hx = (torch.randn((L, *bshape, P), generator=g, dtype=dtype).to(device),
+              torch.randn((L, *bshape, 6), generator=g, dtype=dtype).to(device))
+    expected = run(ref, x, kind, hx, lengths, bf)
+    got = run(ours, x, kind, hx, lengths, bf)
+    assert len(expected) == len(got)
+    for e, o in zip(expected, got, strict=True):
+        assert e.shape == o.shape
+        torch.testing.assert_close(o, e, **TOL[dtype])
+
+
+def test_packed_output_keeps_sorting_metadata():
+    torch.manual_seed(0)
+    x = torch.randn(5, 3, 2)
+    packed = pack_padded_sequence(x, torch.tensor([2, 5, 3]), enforce_sorted=False)
+    ref_out, _ = nn.LSTM(2, 3)(packed)
+    torch.manual_seed(0)
+    out, _ = LSTM(2, 3)(packed)
+    torch.manual_seed(0)
+    ref_out, _ = nn.LSTM(2, 3)(packed)
+    assert torch.equal(out.batch_sizes, ref_out.batch_sizes)
+    assert torch.equal(out.sorted_indices, ref_out.sorted_indices)
+    torch.testing.assert_close(out.data, ref_out.data)
+
+
+def test_state_dict_loads_both_ways():
+    kw = dict(num_layers=2, bidirectional=True, proj_size=2)
+    ref, ours = nn.LSTM(4, 5, **kw), LSTM(4, 5, **kw)
+    ours.load_state_dict(ref.state_dict())
+    ref2 = nn.LSTM(4, 5, **kw)
+    ref2.load_state_dict(ours.state_dict())
+    for a, b in zip(ref.parameters(), ref2.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_same_init_as_torch():
+    torch.manual_seed(3)
+    ref = nn.LSTM(4, 5, num_layers=2, bidirectional=True)
+    torch.manual_seed(3)
+    ours = LSTM(4, 5, num_layers=2, bidirectional=True)
+    for (n1, a), (n2, b) in zip(ref.named_parameters(), ours.named_parameters(), strict=True):
+        assert n1 == n2 and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("batched", [True, False])
+@pytest.mark.parametrize("with_hx", [True, False])
+def test_cell_matches_torch(impl, bias, batched, with_hx, device):
+    torch.manual_seed(0)
+    ref = nn.LSTMCell(5, 6, bias=bias).double().to(device)
+    torch.manual_seed(0)
+    ours = LSTMCell(5, 6, bias=bias, impl=impl).double().to(device)
+    assert list(ref.state_dict()) == list(ours.state_dict())
+    shape = (3, 5) if batched else (5,)
+    x = torch.randn(shape, dtype=torch.float64, device=device)
+    hx = None
+    if with_hx:
+        hshape = (3, 6) if batched else (6,)
+        hx = (torch.randn(hshape, dtype=torch.float64, device=device),
+              torch.randn(hshape, dtype=torch.float64, device=device))
+    results = []
+    for mod in (ref, ours):
+        xi = x.clone().requires_grad_()
+        hi = None if hx is None else tuple(s.clone().requires_grad_() for s in hx)
+        h, c = mod(xi, hi)
+        (h.sin().sum() + (c * c).sum()).backward()
+        results.append([h, c, xi.grad] + ([] if hi is None else [s.grad for s in hi])
+                       + [p.grad for p in mod.parameters()])
+    for e, o in zip(*results, strict=True):
+        torch.testing.assert_close(o, e, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("proj", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_function_gradcheck(proj, masked):
+    g = torch.Generator().manual_seed(0)
+    T, B, D, H, P = 4, 3, 3, 4, 2
+    P = P if proj else H
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
+
+    args = [rnd(T, B, D), rnd(B, P), rnd(B, H), rnd(4 * H, D), rnd(4 * H, P), rnd(4 * H), rnd(4 * H),
+            rnd(P, H) if proj else None]
+    mask = None
+    if masked:
+        mask = (torch.arange(T).unsqueeze(1) < torch.tensor([4, 2, 1])).unsqueeze(2)
+    assert torch.autograd.gradcheck(lambda *a: LSTMFunction.apply(*a, mask), args)
+
+
+def test_function_matches_numpy_reference():
+    """The Function's gradients equal lstmkit.reference.backward's up to float64 rounding."""
+    rng = np.random.default_rng(0)
+    T, B, D, H = 5, 3, 4, 6
+    params = reference.init_params(D, H, rng=rng)
+    xs = rng.standard_normal((T, B, D))
+    h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    dhs = rng.standard_normal((T, B, H))
+    dh_T, dc_T = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+
+    hs, (h_T, c_T), cache = reference.forward(xs, (h0, c0), params)
+    dxs, (dh0, dc0), grads = reference.backward(dhs, (dh_T, dc_T), cache)
+
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    x, h, c = (torch.tensor(a, requires_grad=True) for a in (xs, h0, c0))
+    y, hT, cT = LSTMFunction.apply(x, h, c, t["weight_ih"], t["weight_hh"], t["bias_ih"], t["bias_hh"],
+                                   None, None)
+    np.testing.assert_allclose(y.detach().numpy(), hs, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(cT.detach().numpy(), c_T, rtol=0, atol=1e-12)
+    torch.autograd.backward([y, hT, cT], [torch.tensor(dhs), torch.tensor(dh_T), torch.tensor(dc_T)])
+    for got, want in [(x.grad, dxs), (h.grad, dh0), (c.grad, dc0)] + [(t[k].grad, grads[k]) for k in grads]:
+        np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-12)
+
+
+class TinyLM(nn.Module):
+    """Embedding -> LSTM -> Linear language model, with the LSTM class as a parameter."""
+
+    def __init__(self, lstm_cls, vocab=11, emb=8, hidden=16, **lstm_kwargs):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, emb)
+        self.lstm = lstm_cls(emb, hidden, batch_first=True, **lstm_kwargs)
+        self.head = nn.Linear(hidden, vocab)
+
+    def forward(self, tokens):
+        h, _ = self.lstm(self.emb(tokens))
+        return self.head(h)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_language_model_trains_identically(impl):
+    def train(lstm_cls, **kw):
+        torch.manual_seed(0)
+        model = TinyLM(lstm_cls, num_layers=2, **kw)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        tokens = torch.randint(0, 11, (4, 9), generator=torch.Generator().manual_seed(1))
+        losses = []
+        for _ in range(4):  # a few steps on one fixed batch: the loss must fall
+            logits = model(tokens[:, :-1])
+            loss = nn.functional.cross_entropy(logits.reshape(-1, 11), tokens[:, 1:].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses
+
+    want = train(nn.LSTM)
+    got = train(LSTM, impl=impl)
+    assert want[-1] < want[0]  # it learned something, so the comparison is not vacuous
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match="impl"):
+        LSTM(3, 4, impl="cudnn")
+    with pytest.raises(ValueError, match="proj_size"):
+        LSTM(3, 4, proj_size=4)
+    with pytest.raises(ValueError, match="input_size=3"):
+        LSTM(3, 4)(torch.randn(5, 2, 7))
+    with pytest.raises(ValueError, match=r"h0 of shape \(1, 2, 4\)"):
+        LSTM(3, 4)(torch.randn(5, 2, 3), (torch.zeros(1, 3, 4), torch.zeros(1, 2, 4)))
+    with pytest.raises(TypeError, match="dtype"):
+        LSTM(3, 4)(torch.randn(5, 2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="LSTMCell"):
+        LSTMCell(3, 4)(torch.randn(2, 5))
