@@ -303,31 +303,36 @@ def run(step, xs, state, params):
     Returns:
     - hs: hidden states of every step, (T, B, H).
     - state_T: the final state, same structure as `state`.
-    - gates: dict name -> (T, B, H) array of that gate over time.
+    - trace: dict name -> (T, B, H) array over time: every gate the step reports and, for
+      (h, c) states, the cell state "c".
     """
     if not isinstance(xs, np.ndarray) or xs.ndim != 3 or xs.shape[0] == 0:
         raise ValueError(f"xs must be a numpy array of shape (T, B, D) with T >= 1; got {np.shape(xs)}")
-    hs, gates = [], {}
+    hs, trace = [], {}
     for x in xs:
-        state, g = step(x, state, params)
-        hs.append(state[0] if isinstance(state, tuple) else state)
-        for k, v in g.items():
-            gates.setdefault(k, []).append(v)
-    return np.stack(hs), state, {k: np.stack(v) for k, v in gates.items()}
+        state, gates = step(x, state, params)
+        if isinstance(state, tuple):
+            hs.append(state[0])
+            gates = dict(gates, c=state[1])
+        else:
+            hs.append(state)
+        for k, v in gates.items():
+            trace.setdefault(k, []).append(v)
+    return np.stack(hs), state, {k: np.stack(v) for k, v in trace.items()}
 
 
 def peephole_forward(xs, state, params):
-    """run(peephole_step, ...); state (h0, c0) or None for zeros. Returns hs, (h_T, c_T), gates."""
+    """run(peephole_step, ...); state (h0, c0) or None for zeros. Returns hs, (h_T, c_T), trace."""
     return run(peephole_step, xs, _zeros_if_none(state, xs, params, pair=True), params)
 
 
 def coupled_forward(xs, state, params):
-    """run(coupled_step, ...); state (h0, c0) or None for zeros. Returns hs, (h_T, c_T), gates."""
+    """run(coupled_step, ...); state (h0, c0) or None for zeros. Returns hs, (h_T, c_T), trace."""
     return run(coupled_step, xs, _zeros_if_none(state, xs, params, pair=True), params)
 
 
 def gru_forward(xs, h0, params):
-    """run(gru_step, ...); h0 (B, H) or None for zeros. Returns hs (T, B, H), h_T, gates."""
+    """run(gru_step, ...); h0 (B, H) or None for zeros. Returns hs (T, B, H), h_T, trace (r, z, n)."""
     return run(gru_step, xs, _zeros_if_none(h0, xs, params, pair=False), params)
 
 

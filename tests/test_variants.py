@@ -100,6 +100,8 @@ def test_coupled_gate_is_one_minus_forget():
     (h, c), g = coupled_step(xs[0], state, params)
     np.testing.assert_allclose(c, g["f"] * c_prev + (1 - g["f"]) * g["g"], atol=1e-14)
     assert hs.shape == (T, B, H)
+    np.testing.assert_array_equal(gates["c"][-1], c_T)
+    np.testing.assert_allclose(gates["c"][0], c, atol=1e-15)
 
 
 def test_coupled_equals_reference_lstm_with_tied_input_gate():
