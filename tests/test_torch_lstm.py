@@ -9,6 +9,15 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from lstmkit import reference
 from lstmkit.torch import LSTM, LSTMCell, LSTMFunction
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP spin-wait stalls on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 IMPLS = ["fused", "loop"]
 TOL = {torch.float64: dict(rtol=0, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=1e-6)}

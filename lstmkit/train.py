@@ -1,0 +1,161 @@
+"""Small training utilities: seeding, a fit loop with gradient clipping, truncated BPTT.
+
+- seed_everything(seed): seed Python, NumPy and PyTorch.
+- fit(model, batches, loss_fn, optimizer, ...): the usual loop, returning a History of losses and
+  gradient norms (clipping after Pascanu et al. 2013).
+- tbptt_chunks / fit_tbptt: truncated backpropagation through time (Williams & Peng 1990) over a
+  long sequence, carrying the recurrent state between chunks with .detach().
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+__all__ = ["History", "seed_everything", "fit", "detach_state", "tbptt_chunks", "fit_tbptt"]
+
+
+def seed_everything(seed):
+    """Seed Python's random, NumPy's global generator and PyTorch (all devices). Returns seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return seed
+
+
+@dataclass
+class History:
+    """What fit records: one loss and one gradient norm (before clipping) per optimiser step.
+
+    - losses, grad_norms: lists of floats, one per step.
+    - epoch_losses: mean loss of each epoch.
+    """
+
+    losses: list = field(default_factory=list)
+    grad_norms: list = field(default_factory=list)
+    epoch_losses: list = field(default_factory=list)
+
+    def plot(self, axes=None):
+        """Loss and gradient norm per step, side by side. Returns the matplotlib Figure."""
+        import matplotlib.pyplot as plt
+
+        if axes is None:
+            fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+        else:
+            fig = axes[0].figure
+        axes[0].plot(self.losses)
+        axes[0].set(xlabel="step", ylabel="loss", title="training loss")
+        axes[1].plot(self.grad_norms)
+        axes[1].set(xlabel="step", ylabel="‖∇‖₂", title="gradient norm (before clipping)", yscale="log")
+        fig.tight_layout()
+        return fig
+
+
+def _step(model, loss, optimizer, clip):
+    """Backward, optional norm clipping, optimiser step. Returns the gradient norm before clipping."""
+    optimizer.zero_grad()
+    loss.backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    max_norm = float("inf") if clip is None else clip
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    optimizer.step()
+    return float(norm)
+
+
+def fit(model, batches, loss_fn, optimizer, epochs=1, clip=None, progress=True):
+    """Train `model` for `epochs` passes over `batches`.
+
+    Inputs:
+    - model: an nn.Module; model(inputs) gives the predictions.
+    - batches: a re-iterable of (inputs, targets) pairs (a list or a DataLoader).
+    - loss_fn: loss_fn(predictions, targets) -> scalar tensor.
+    - optimizer: a torch.optim optimiser over model's parameters.
+    - epochs: number of passes.
+    - clip: if given, rescale gradients to a global 2-norm of at most `clip` (Pascanu et al. 2013).
+    - progress: show a tqdm progress bar (a widget in notebooks).
+    Returns:
+    - History with one loss and one gradient norm per step.
+    """
+    if clip is not None and clip <= 0:
+        raise ValueError(f"clip must be positive or None; got {clip}")
+    hist = History()
+    model.train()
+    bar = tqdm(range(epochs), desc="epochs", disable=not progress)
+    for _ in bar:
+        total, n = 0.0, 0
+        for inputs, targets in batches:
+            loss = loss_fn(model(inputs), targets)
+            hist.grad_norms.append(_step(model, loss, optimizer, clip))
+            hist.losses.append(loss.item())
+            total, n = total + hist.losses[-1], n + 1
+        if n == 0:
+            raise ValueError("batches is empty (or an exhausted iterator; pass a list or a DataLoader)")
+        hist.epoch_losses.append(total / n)
+        bar.set_postfix(loss=f"{hist.epoch_losses[-1]:.4f}")
+    return hist
+
+
+def detach_state(state):
+    """Cut the graph behind a recurrent state: a tensor, a (nested) tuple/list of tensors, or None."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return type(state)(detach_state(s) for s in state)
+
+
+def tbptt_chunks(xs, ys, k):
+    """Split a time-major sequence into consecutive chunks of k steps (the last may be shorter).
+
+    Inputs:
+    - xs: (T, ...) inputs; ys: (T, ...) targets.
+    - k: chunk length (truncation length), k >= 1.
+    Yields:
+    - (xs[t:t+k], ys[t:t+k]) for t = 0, k, 2k, ...
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1; got {k}")
+    if xs.shape[0] != ys.shape[0]:
+        raise ValueError(f"xs and ys must have the same length T; got {xs.shape[0]} and {ys.shape[0]}")
+    for t in range(0, xs.shape[0], k):
+        yield xs[t:t + k], ys[t:t + k]
+
+
+def fit_tbptt(model, xs, ys, loss_fn, optimizer, k, epochs=1, clip=None, progress=True, state=None):
+    """Truncated BPTT: train over one long sequence in chunks of k steps, carrying the state.
+
+    After each chunk the final state is detached, so the next chunk starts from the right values
+    but gradients stop at the chunk boundary: memory is O(k), not O(T).
+
+    Inputs:
+    - model: model(x_chunk, state) -> (predictions, new_state); state None means zeros.
+    - xs, ys: (T, ...) inputs and targets, time-major.
+    - loss_fn, optimizer, clip, progress: as in fit.
+    - k: truncation length.
+    - epochs: passes over the sequence; each starts again from `state`.
+    - state: initial state (or None).
+    Returns:
+    - History (one entry per chunk), with `final_state` set to the detached last state.
+    """
+    if clip is not None and clip <= 0:
+        raise ValueError(f"clip must be positive or None; got {clip}")
+    hist = History()
+    model.train()
+    bar = tqdm(range(epochs), desc="epochs", disable=not progress)
+    for _ in bar:
+        s, total, n = detach_state(state), 0.0, 0
+        for x, y in tbptt_chunks(xs, ys, k):
+            pred, s = model(x, s)
+            loss = loss_fn(pred, y)
+            hist.grad_norms.append(_step(model, loss, optimizer, clip))
+            hist.losses.append(loss.item())
+            total, n = total + hist.losses[-1], n + 1
+            s = detach_state(s)
+        hist.epoch_losses.append(total / n)
+        bar.set_postfix(loss=f"{hist.epoch_losses[-1]:.4f}")
+    hist.final_state = s
+    return hist

@@ -1,0 +1,124 @@
+"""lstmkit.train: seeding, fit, clipping, truncated BPTT."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from lstmkit.torch import LSTM  # noqa: E402
+from lstmkit.train import History, detach_state, fit, fit_tbptt, seed_everything, tbptt_chunks  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP spin-wait stalls on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class SeqRegressor(nn.Module):
+    """LSTM + linear read-out; forward(x, state) -> (y, state) for TBPTT, forward(x) -> y for fit."""
+
+    def __init__(self, d=1, h=8):
+        super().__init__()
+        self.lstm = LSTM(d, h)
+        self.out = nn.Linear(h, 1)
+
+    def forward(self, x, state=None):
+        hs, state = self.lstm(x, state)
+        return self.out(hs), state
+
+
+def test_seed_everything_reproduces():
+    seed_everything(4)
+    a = torch.randn(3)
+    seed_everything(4)
+    assert torch.equal(a, torch.randn(3))
+
+
+def test_fit_learns_running_sum_and_records_history():
+    seed_everything(0)
+    xs = torch.randn(10, 16, 1)
+    ys = xs.cumsum(0) * 0.3                          # needs memory across steps
+    model = SeqRegressor()
+    hist = fit(_First(model), [(xs[:, :8], ys[:, :8]), (xs[:, 8:], ys[:, 8:])], nn.functional.mse_loss,
+               torch.optim.Adam(model.parameters(), lr=3e-2), epochs=15, progress=False)
+    assert len(hist.losses) == len(hist.grad_norms) == 30
+    assert len(hist.epoch_losses) == 15
+    assert hist.losses[-1] < 0.2 * hist.losses[0]
+    fig = hist.plot()
+    assert len(fig.axes) == 2
+
+
+class _First(nn.Module):
+    """Wrap a (y, state) model so fit sees only y."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)[0]
+
+
+def test_fit_clips_gradient_norm():
+    seed_everything(0)
+    model = nn.Linear(3, 1)
+    x, y = torch.randn(8, 3) * 100, torch.randn(8, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+    lr = 0.1
+    hist = fit(model, [(x, y)], nn.functional.mse_loss, torch.optim.SGD(model.parameters(), lr=lr),
+               clip=1.0, progress=False)
+    assert hist.grad_norms[0] > 1.0                 # reported norm is the one before clipping
+    step = torch.cat([(b - p.detach()).flatten() for b, p in zip(before, model.parameters(), strict=True)])
+    torch.testing.assert_close(step.norm(), torch.tensor(lr * 1.0))
+    with pytest.raises(ValueError, match="clip"):
+        fit(model, [(x, y)], nn.functional.mse_loss, torch.optim.SGD(model.parameters(), lr=lr), clip=0)
+
+
+def test_tbptt_chunks_cover_sequence():
+    xs, ys = torch.arange(10.0), -torch.arange(10.0)
+    chunks = list(tbptt_chunks(xs, ys, 4))
+    assert [len(c[0]) for c in chunks] == [4, 4, 2]
+    assert torch.equal(torch.cat([c[0] for c in chunks]), xs)
+    assert torch.equal(torch.cat([c[1] for c in chunks]), ys)
+
+
+def test_detach_state_cuts_graph_keeps_values():
+    h = torch.ones(2, requires_grad=True) * 2
+    s = detach_state((h, [h * 3]))
+    assert isinstance(s, tuple) and isinstance(s[1], list)
+    assert s[0].grad_fn is None and s[1][0].grad_fn is None
+    assert torch.equal(s[1][0], h * 3)
+    assert detach_state(None) is None
+
+
+def test_fit_tbptt_carries_state_across_chunks():
+    """With lr=0 the chunked run must end in exactly the state of one full-length run."""
+    seed_everything(0)
+    model = SeqRegressor()
+    xs, ys = torch.randn(12, 3, 1), torch.randn(12, 3, 1)
+    hist = fit_tbptt(model, xs, ys, nn.functional.mse_loss, torch.optim.SGD(model.parameters(), lr=0.0),
+                     k=5, progress=False)
+    _, (h_full, c_full) = model(xs)
+    h, c = hist.final_state
+    assert h.grad_fn is None and c.grad_fn is None
+    torch.testing.assert_close(h, h_full.detach())
+    torch.testing.assert_close(c, c_full.detach())
+    assert len(hist.losses) == 3                    # chunks of 5, 5, 2
+
+
+def test_fit_tbptt_learns():
+    seed_everything(1)
+    model = SeqRegressor()
+    xs = torch.randn(40, 4, 1)
+    ys = 0.5 * torch.roll(xs, 1, 0)                  # predict the previous input: needs the carried state
+    hist = fit_tbptt(model, xs, ys, nn.functional.mse_loss, torch.optim.Adam(model.parameters(), lr=3e-2),
+                     k=8, epochs=12, progress=False)
+    assert isinstance(hist, History)
+    assert hist.epoch_losses[-1] < 0.3 * hist.epoch_losses[0]
