@@ -1,4 +1,4 @@
-"""Convert LSTM parameters between the reference dict and torch.nn.LSTM / nn.LSTMCell.
+"""Convert LSTM parameters between the reference dict and torch.nn.LSTM / nn.LSTMCell, Keras and CS231n.
 
 The reference params dict uses PyTorch's layout already (gate order i, f, g, o), so these are
 copies with renaming: nn.LSTM calls layer l, direction d's weights `weight_ih_l{l}{suffix}` etc.,
@@ -85,3 +85,70 @@ def to_torch(params, module=None, layer=0, direction=0):
                                      f"{tuple(v.shape)} (D={D}, H={H})")
                 target.copy_(v)
     return out
+
+
+# ----------------------------------------------------------------------------- Keras and CS231n
+#
+# Both layouts keep a single bias. Going to them sums bias_ih + bias_hh; coming back puts the
+# whole sum in bias_ih and zeros in bias_hh. The LSTM computes the same function either way, but
+# the torch -> keras -> torch round trip returns (bias_ih + bias_hh, 0), not the original pair.
+
+def _blocks(w, order, H):
+    """Reorder the four H-sized gate blocks along axis 0 of w (4H, ...) by `order`."""
+    return np.concatenate([w[k * H:(k + 1) * H] for k in order], axis=0)
+
+
+def to_keras(params):
+    """Keras LSTM weights [kernel (D, 4H), recurrent_kernel (H, 4H), bias (4H,)] from reference params.
+
+    Keras' gate order i, f, c, o is ours (its c is our candidate g), so this is transposes and
+    the summed bias.
+    """
+    _check_params(params)
+    return [params["weight_ih"].T.copy(), params["weight_hh"].T.copy(),
+            params["bias_ih"] + params["bias_hh"]]
+
+
+def from_keras(weights):
+    """Reference params from Keras LSTM weights [kernel (D, 4H), recurrent_kernel (H, 4H), bias (4H,)].
+
+    A use_bias=False layer's two-element list gives zero biases. bias_hh is always zero.
+    """
+    if len(weights) not in (2, 3):
+        raise ValueError("expected [kernel, recurrent_kernel, bias] (or without bias); "
+                         f"got {len(weights)} arrays")
+    kernel, recurrent = np.asarray(weights[0]), np.asarray(weights[1])
+    if kernel.ndim != 2 or recurrent.ndim != 2 or recurrent.shape[1] != 4 * recurrent.shape[0]:
+        raise ValueError(f"expected kernel (D, 4H) and recurrent_kernel (H, 4H); got {kernel.shape} and "
+                         f"{recurrent.shape}")
+    four_h = recurrent.shape[1]
+    bias = np.asarray(weights[2]) if len(weights) == 3 else np.zeros(four_h, kernel.dtype)
+    params = {"weight_ih": kernel.T.copy(), "weight_hh": recurrent.T.copy(),
+              "bias_ih": bias.copy(), "bias_hh": np.zeros_like(bias)}
+    _check_params(params)
+    return params
+
+
+_CS231N_ORDER = (0, 1, 3, 2)  # CS231n's i, f, o, g from our i, f, g, o (and back: it is its own inverse)
+
+
+def to_cs231n(params):
+    """CS231n assignment weights (Wx (D, 4H), Wh (H, 4H), b (4H,)), gate order i, f, o, g."""
+    _, H, _ = _check_params(params)
+    b = params["bias_ih"] + params["bias_hh"]
+    return (_blocks(params["weight_ih"], _CS231N_ORDER, H).T.copy(),
+            _blocks(params["weight_hh"], _CS231N_ORDER, H).T.copy(),
+            _blocks(b, _CS231N_ORDER, H))
+
+
+def from_cs231n(Wx, Wh, b):
+    """Reference params from CS231n's (Wx (D, 4H), Wh (H, 4H), b (4H,)); bias_hh is zero."""
+    Wx, Wh, b = np.asarray(Wx), np.asarray(Wh), np.asarray(b)
+    if Wh.ndim != 2 or Wh.shape[1] != 4 * Wh.shape[0] or Wx.ndim != 2 or Wx.shape[1] != Wh.shape[1] \
+            or b.shape != (Wh.shape[1],):
+        raise ValueError(f"expected Wx (D, 4H), Wh (H, 4H), b (4H,); got {Wx.shape}, {Wh.shape}, {b.shape}")
+    H = Wh.shape[0]
+    params = {"weight_ih": _blocks(Wx.T, _CS231N_ORDER, H), "weight_hh": _blocks(Wh.T, _CS231N_ORDER, H),
+              "bias_ih": _blocks(b, _CS231N_ORDER, H), "bias_hh": np.zeros_like(b)}
+    _check_params(params)
+    return params
