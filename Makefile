@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml tools/install-torch.sh | $(PY)
 setup: $(STAMP)
 
 book: setup
-	@echo "There is no book yet: the book issue will add it. Set-up is done."
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@echo "The book is in _build/html: open _build/html/index.html"
 
 lint: setup
 	$(PY) -m ruff check lstmkit tests benchmarks
