@@ -1,0 +1,619 @@
+"""Autograder checks for the nbgrader assignments in assignments/.
+
+Every check is split in three steps so that the comparison can run outside the student's
+kernel on plain data:
+
+    inputs  = CHECK.make_inputs(seed)        # dict of NumPy arrays and ints (random shapes too)
+    outputs = CHECK.run(student_fn, inputs)  # calls the student's code: run this in the sandbox
+    CHECK.compare(inputs, outputs)           # trusted: raises AssertionError with a hint
+
+`check_xxx(student_fn, seed)` does all three. The expected values come from lstmkit.reference
+on the same inputs, compared in float64 (relative error ~1e-8 for forward values, ~1e-6 for
+gradients), plus property checks (shapes, gates in (0, 1), no overflow for large inputs) that a
+hard-coded answer fails. Checks print nothing and emit no warnings: nbgrader scores a test cell
+0 if it writes anything to stderr.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import reference as ref
+
+FORWARD_TOL = 1e-8
+GRAD_TOL = 1e-6
+GATES = ref.GATES
+
+
+@dataclass(frozen=True)
+class Check:
+    """One autograder check: make_inputs(seed) -> dict, run(fn, inputs) -> dict, compare(inputs, outputs)."""
+
+    name: str
+    make_inputs: Callable[[int], dict]
+    run: Callable[[Callable, dict], dict]
+    compare: Callable[[dict, dict], None]
+
+    def __call__(self, fn, seed=0):
+        inputs = self.make_inputs(seed)
+        self.compare(inputs, self.run(fn, inputs))
+        return True
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _rel(a, b):
+    """Relative error ||a - b|| / ||b|| (b is the reference); 0 when both are zero."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    nb = np.linalg.norm(b)
+    diff = np.linalg.norm(a - b)
+    if nb == 0.0:
+        return float(diff)
+    return float(diff / nb)
+
+
+def _as_array(name, value):
+    """Turn a student's output into a float64 array, or explain what was wrong with it."""
+    if value is None:
+        raise AssertionError(f"{name} is None: did you forget a `return`?")
+    try:
+        arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+    except Exception as e:  # noqa: BLE001 - anything a student may return
+        raise AssertionError(f"{name} should be an array; got {type(value).__name__} ({e})") from None
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        raise AssertionError(f"{name} should be a float array; got {type(value).__name__} of {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _expect(name, value, expected, tol, hint=""):
+    """Assert that `value` has the shape of `expected`, is finite and matches it to `tol`."""
+    arr = _as_array(name, value)
+    if arr.shape != expected.shape:
+        raise AssertionError(f"{name} has shape {arr.shape}, expected {expected.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise AssertionError(f"{name} contains NaN or inf")
+    err = _rel(arr, expected)
+    if err > tol:
+        pct = f"{100 * err:.0f}%" if err >= 0.01 else f"{err:.1e} (relative)"
+        raise AssertionError(f"{name} is off by {pct}" + (f": {hint}" if hint else ""))
+    return arr
+
+
+def _call(what, fn, *args):
+    """Call student code with warnings and floating-point overflow turned into clear failures."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            try:
+                return fn(*args)
+            except FloatingPointError as e:
+                raise AssertionError(
+                    f"{what} hit a floating-point error ({e}): does it overflow for large inputs?"
+                ) from None
+            except Warning as w:
+                raise AssertionError(f"{what} raised the warning {type(w).__name__}: {w}") from None
+
+
+def _pair(what, value, names):
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+        raise AssertionError(f"{what} should be a pair ({names[0]}, {names[1]}); got {type(value).__name__}")
+    return value
+
+
+def _sizes(rng):
+    """Random (T, B, D, H) small enough for quick checks."""
+    return (
+        int(rng.integers(2, 7)),
+        int(rng.integers(1, 5)),
+        int(rng.integers(1, 6)),
+        int(rng.integers(1, 6)),
+    )
+
+
+def _params(rng, D, H, scale=1.0):
+    p = ref.init_params(D, H, rng=rng)
+    return {k: v * scale for k, v in p.items()}
+
+
+def _copy_params(params):
+    return {k: np.array(v) for k, v in params.items()}
+
+
+def _blocks(a, H):
+    """Split along the first axis (gradients of weights and biases) into the i, f, g, o blocks."""
+    return [a[k * H : (k + 1) * H] for k in range(4)]
+
+
+# ----------------------------------------------------------------------------- sigmoid
+
+
+def _sigmoid_inputs(seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(1, 6, size=int(rng.integers(1, 4))))
+    z = rng.standard_normal(shape) * 5
+    z.flat[0] = -1000.0 if z.size == 1 else z.flat[0]
+    big = np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0]) * rng.uniform(0.5, 1.5)
+    return {"z": z, "z_big": big}
+
+
+def _sigmoid_run(fn, inputs):
+    return {
+        "s": _call("sigmoid(z)", fn, np.array(inputs["z"])),
+        "s_big": _call("sigmoid(z) for |z| up to 1000", fn, np.array(inputs["z_big"])),
+    }
+
+
+def _sigmoid_compare(inputs, out):
+    for key, z, what in (
+        ("s", inputs["z"], "sigmoid(z)"),
+        ("s_big", inputs["z_big"], "sigmoid(z) for large |z|"),
+    ):
+        s = _as_array(what, out[key])
+        if s.shape != z.shape:
+            raise AssertionError(f"{what} has shape {s.shape}, expected {z.shape} (the shape of z)")
+        if not np.all(np.isfinite(s)):
+            raise AssertionError(
+                f"{what} contains NaN or inf: avoid computing exp of a large positive number"
+            )
+        if np.any(s < 0) or np.any(s > 1):
+            raise AssertionError(f"{what} has values outside [0, 1]")
+        _expect(what, s, ref.sigmoid(z), FORWARD_TOL, "sigmoid(z) = 1 / (1 + exp(-z))")
+
+
+check_sigmoid = Check("sigmoid", _sigmoid_inputs, _sigmoid_run, _sigmoid_compare)
+
+
+# ----------------------------------------------------------------------------- gate pre-activations
+
+
+def _cell_inputs(seed, scale=1.0):
+    rng = np.random.default_rng(seed)
+    _, B, D, H = _sizes(rng)
+    return {
+        "x": rng.standard_normal((B, D)),
+        "h_prev": rng.standard_normal((B, H)),
+        "c_prev": rng.standard_normal((B, H)),
+        "params": _params(rng, D, H, scale),
+    }
+
+
+def _preact_run(fn, inputs):
+    a = _call(
+        "gate_preactivations",
+        fn,
+        np.array(inputs["x"]),
+        np.array(inputs["h_prev"]),
+        _copy_params(inputs["params"]),
+    )
+    return {"a": a}
+
+
+def _preact_compare(inputs, out):
+    a_ref = ref.gate_preactivations(inputs["x"], inputs["h_prev"], inputs["params"])
+    a = _as_array("a", out["a"])
+    if a.shape != a_ref.shape and a.shape == a_ref.shape[::-1]:
+        raise AssertionError(
+            f"a has shape {a.shape}, expected {a_ref.shape} (B, 4H): transpose the weights, x @ W_ih.T"
+        )
+    _expect("a", a, a_ref, FORWARD_TOL, "a = x W_ih^T + b_ih + h_prev W_hh^T + b_hh (both biases)")
+
+
+check_gate_preactivations = Check("gate_preactivations", _cell_inputs, _preact_run, _preact_compare)
+
+
+# ----------------------------------------------------------------------------- gate activations
+
+
+def _gates_inputs(seed):
+    rng = np.random.default_rng(seed)
+    B, H = int(rng.integers(1, 5)), int(rng.integers(1, 6))
+    a = rng.standard_normal((B, 4 * H)) * 3
+    a[0, 0] = 800.0  # large pre-activations must not overflow
+    a[-1, -1] = -800.0
+    return {"a": a}
+
+
+def _gates_run(fn, inputs):
+    gates = _call("gate_activations(a)", fn, np.array(inputs["a"]))
+    if not (isinstance(gates, (tuple, list)) and len(gates) == 4):
+        raise AssertionError(
+            f"gate_activations should return the four gates (i, f, g, o); got {type(gates).__name__}"
+        )
+    return dict(zip(GATES, gates, strict=True))
+
+
+def _gates_compare(inputs, out):
+    a = inputs["a"]
+    H = a.shape[1] // 4
+    expected = dict(zip(GATES, ref._activate(a, H), strict=True))
+    got = {k: _as_array(k, out[k]) for k in GATES}
+    for k in GATES:
+        if got[k].shape != expected[k].shape:
+            raise AssertionError(f"gate {k} has shape {got[k].shape}, expected {expected[k].shape} (B, H)")
+        if not np.all(np.isfinite(got[k])):
+            raise AssertionError(f"gate {k} contains NaN or inf for large pre-activations")
+    for k in ("i", "f", "o"):
+        if np.any(got[k] < 0) or np.any(got[k] > 1):
+            raise AssertionError(f"gate {k} has values outside [0, 1]: it should be a sigmoid")
+    if np.any(np.abs(got["g"]) > 1):
+        raise AssertionError("gate g has values outside [-1, 1]: it should be a tanh")
+    for k in GATES:
+        if _rel(got[k], expected[k]) > FORWARD_TOL:
+            for j, other in enumerate(GATES):
+                if other != k and _rel(got[k], expected[other]) <= FORWARD_TOL:
+                    raise AssertionError(
+                        f"gate {k} equals what gate {other} should be: the blocks of a are in "
+                        f"the order i, f, g, o (block {j} is {other})"
+                    )
+            _expect(
+                f"gate {k}",
+                got[k],
+                expected[k],
+                FORWARD_TOL,
+                "i, f, o are sigmoids and g is a tanh of their H-wide blocks of a",
+            )
+
+
+check_gate_activations = Check("gate_activations", _gates_inputs, _gates_run, _gates_compare)
+
+
+# ----------------------------------------------------------------------------- cell_forward
+
+
+def _cell_forward_run(fn, inputs):
+    result = _call(
+        "cell_forward",
+        fn,
+        np.array(inputs["x"]),
+        (np.array(inputs["h_prev"]), np.array(inputs["c_prev"])),
+        _copy_params(inputs["params"]),
+    )
+    state, _cache = _pair("cell_forward(x, (h_prev, c_prev), params)", result, ("(h, c)", "cache"))
+    h, c = _pair("the first thing cell_forward returns", state, ("h", "c"))
+    return {"h": h, "c": c}
+
+
+def _cell_forward_mistakes(inputs):
+    """Outputs of common wrong versions, to name the mistake in the failure message."""
+    a = ref.gate_preactivations(inputs["x"], inputs["h_prev"], inputs["params"])
+    i, f, g, o = ref._activate(a, a.shape[1] // 4)
+    c_prev = inputs["c_prev"]
+    c = f * c_prev + i * g
+    c_swapped = i * c_prev + f * g
+    return [
+        ("h", o * c, "h looks like o * c: the new hidden state is h = o * tanh(c)"),
+        (
+            "c",
+            c_swapped,
+            "c looks like i * c_prev + f * g: the forget gate f scales the old cell c_prev "
+            "and the input gate i scales the candidate g",
+        ),
+        ("c", f * c_prev + g, "c looks like f * c_prev + g: the candidate g is scaled by the input gate i"),
+        ("h", np.tanh(c), "h looks like tanh(c): the output gate o is missing"),
+    ]
+
+
+def _cell_forward_compare(inputs, out):
+    (h_ref, c_ref), _ = ref.cell_forward(inputs["x"], (inputs["h_prev"], inputs["c_prev"]), inputs["params"])
+    got = {"h": _as_array("next h", out["h"]), "c": _as_array("next c", out["c"])}
+    for name, expected in (("c", c_ref), ("h", h_ref)):
+        if got[name].shape != expected.shape:
+            raise AssertionError(f"next {name} has shape {got[name].shape}, expected {expected.shape} (B, H)")
+    for name, variant, hint in _cell_forward_mistakes(inputs):
+        expected = h_ref if name == "h" else c_ref
+        if _rel(got[name], variant) <= FORWARD_TOL and _rel(variant, expected) > FORWARD_TOL:
+            raise AssertionError(hint)
+    _expect("next c", got["c"], c_ref, FORWARD_TOL, "c = f * c_prev + i * g")
+    _expect("next h", got["h"], h_ref, FORWARD_TOL, "h = o * tanh(c)")
+
+
+check_cell_forward = Check("cell_forward", _cell_inputs, _cell_forward_run, _cell_forward_compare)
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def _compare_param_grads(got, expected, H, tol, step_grads=None):
+    """Compare a grads dict gate block by gate block and name the likely mistake."""
+    if not isinstance(got, dict):
+        raise AssertionError(f"grads should be a dict with keys {ref.PARAM_NAMES}; got {type(got).__name__}")
+    missing = [k for k in ref.PARAM_NAMES if k not in got]
+    if missing:
+        raise AssertionError(f"grads is missing {missing}; expected keys {ref.PARAM_NAMES}")
+    for k in ref.PARAM_NAMES:
+        name = f"gradient w.r.t. {k}"
+        arr = _as_array(name, got[k])
+        if arr.shape != expected[k].shape:
+            raise AssertionError(f"{name} has shape {arr.shape}, expected {expected[k].shape} (same as {k})")
+        err = _rel(arr, expected[k])
+        if err <= tol:
+            continue
+        hint = ""
+        blocks, ref_blocks = _blocks(arr, H), _blocks(expected[k], H)
+        flipped = [_rel(-b, r) <= tol for b, r in zip(blocks, ref_blocks, strict=True)]
+        if flipped[0] and flipped[1] and flipped[3] and _rel(blocks[2], ref_blocks[2]) <= tol:
+            hint = (
+                "the i, f and o blocks have the wrong sign and g is right: "
+                "check the sigmoid derivative, sigmoid'(a) = s * (1 - s) with s = sigmoid(a)"
+            )
+        elif step_grads is not None:
+            for t, sg in enumerate(step_grads):
+                if _rel(arr, sg[k]) <= tol:
+                    hint = (
+                        f"it equals the contribution of time step {t} alone: did you sum over the time steps?"
+                    )
+                    break
+            else:
+                hint = "did you sum over the time steps?"
+        else:
+            bad = [g for g, b, r in zip(GATES, blocks, ref_blocks, strict=True) if _rel(b, r) > tol]
+            hint = f"the {', '.join(bad)} block(s) are wrong (rows in gate order i, f, g, o)"
+        raise AssertionError(f"{name} is off by {100 * err:.0f}%: {hint}")
+
+
+def _cell_backward_inputs(seed):
+    inputs = _cell_inputs(seed)
+    rng = np.random.default_rng(seed + 10_000)
+    B, H = inputs["h_prev"].shape
+    inputs.update(dh=rng.standard_normal((B, H)), dc=rng.standard_normal((B, H)))
+    return inputs
+
+
+def _cell_backward_run(fn, inputs):
+    _, cache = ref.cell_forward(
+        inputs["x"], (inputs["h_prev"], inputs["c_prev"]), _copy_params(inputs["params"])
+    )
+    result = _call("cell_backward", fn, (np.array(inputs["dh"]), np.array(inputs["dc"])), cache)
+    if not (isinstance(result, (tuple, list)) and len(result) == 3):
+        raise AssertionError("cell_backward should return dx, (dh_prev, dc_prev), grads")
+    dx, dstate, grads = result
+    dh_prev, dc_prev = _pair("the second thing cell_backward returns", dstate, ("dh_prev", "dc_prev"))
+    return {"dx": dx, "dh_prev": dh_prev, "dc_prev": dc_prev, "grads": grads}
+
+
+def _cell_backward_compare(inputs, out):
+    _, cache = ref.cell_forward(inputs["x"], (inputs["h_prev"], inputs["c_prev"]), inputs["params"])
+    dx, (dh_prev, dc_prev), grads = ref.cell_backward((inputs["dh"], inputs["dc"]), cache)
+    H = dh_prev.shape[1]
+    _expect("dc_prev", out["dc_prev"], dc_prev, GRAD_TOL, "dc_prev = (dc + dh * o * (1 - tanh(c)^2)) * f")
+    _compare_param_grads(out["grads"], grads, H, GRAD_TOL)
+    _expect("dx", out["dx"], dx, GRAD_TOL, "dx = da @ W_ih, with da the gradient w.r.t. the pre-activations")
+    _expect("dh_prev", out["dh_prev"], dh_prev, GRAD_TOL, "dh_prev = da @ W_hh")
+
+
+check_cell_backward = Check(
+    "cell_backward", _cell_backward_inputs, _cell_backward_run, _cell_backward_compare
+)
+
+
+def _backward_inputs(seed):
+    rng = np.random.default_rng(seed)
+    T, B, D, H = _sizes(rng)
+    return {
+        "xs": rng.standard_normal((T, B, D)),
+        "h0": rng.standard_normal((B, H)),
+        "c0": rng.standard_normal((B, H)),
+        "params": _params(rng, D, H),
+        "dhs": rng.standard_normal((T, B, H)),
+        "dh_T": rng.standard_normal((B, H)),
+        "dc_T": rng.standard_normal((B, H)),
+    }
+
+
+def _backward_run(fn, inputs):
+    _, _, cache = ref.forward(inputs["xs"], (inputs["h0"], inputs["c0"]), _copy_params(inputs["params"]))
+    result = _call(
+        "backward", fn, np.array(inputs["dhs"]), (np.array(inputs["dh_T"]), np.array(inputs["dc_T"])), cache
+    )
+    if not (isinstance(result, (tuple, list)) and len(result) == 3):
+        raise AssertionError("backward should return dxs, (dh0, dc0), grads")
+    dxs, dstate, grads = result
+    dh0, dc0 = _pair("the second thing backward returns", dstate, ("dh0", "dc0"))
+    return {"dxs": dxs, "dh0": dh0, "dc0": dc0, "grads": grads}
+
+
+def _step_grads(inputs, cache):
+    """Each time step's own contribution to the parameter gradients (they sum to the total)."""
+    p = inputs["params"]
+    xs, hs, cs = cache["xs"], cache["hs"], cache["cs"]
+    dh, dc = inputs["dh_T"].copy(), inputs["dc_T"].copy()
+    out = {}
+    for t in reversed(range(xs.shape[0])):
+        dh = dh + inputs["dhs"][t]
+        da, dc = ref._gate_grads(
+            dh, dc, cache["i"][t], cache["f"][t], cache["g"][t], cache["o"][t], cache["tanh_c"][t], cs[t]
+        )
+        dh = da @ p["weight_hh"]
+        out[t] = {
+            "weight_ih": da.T @ xs[t],
+            "weight_hh": da.T @ hs[t],
+            "bias_ih": da.sum(0),
+            "bias_hh": da.sum(0),
+        }
+    return [out[t] for t in range(xs.shape[0])]
+
+
+def _backward_compare(inputs, out):
+    _, _, cache = ref.forward(inputs["xs"], (inputs["h0"], inputs["c0"]), inputs["params"])
+    dxs, (dh0, dc0), grads = ref.backward(inputs["dhs"], (inputs["dh_T"], inputs["dc_T"]), cache)
+    H = dh0.shape[1]
+    _expect(
+        "dxs",
+        out["dxs"],
+        dxs,
+        GRAD_TOL,
+        "the gradient w.r.t. x_t needs dh from step t+1 added to dhs[t] (and dc carried back)",
+    )
+    _expect("dh0", out["dh0"], dh0, GRAD_TOL, "dh0 is the dh_prev of the first step")
+    _expect("dc0", out["dc0"], dc0, GRAD_TOL, "dc0 is the dc_prev of the first step")
+    _compare_param_grads(out["grads"], grads, H, GRAD_TOL, step_grads=_step_grads(inputs, cache))
+
+
+check_backward = Check("backward", _backward_inputs, _backward_run, _backward_compare)
+
+
+# ----------------------------------------------------------------------------- numerical gradient
+
+
+def _numgrad_inputs(seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(1, 5, size=int(rng.integers(1, 3))))
+    return {"x": rng.standard_normal(shape), "w": rng.standard_normal(shape), "v": rng.standard_normal(shape)}
+
+
+def _numgrad_run(fn, inputs):
+    x = np.array(inputs["x"])
+    w, v = inputs["w"], inputs["v"]
+
+    def f():  # reads x, which numerical_gradient changes in place
+        return float(np.sum(w * np.sin(x)) + np.sum(v * x**3))
+
+    grad = _call("numerical_gradient", fn, f, x)
+    return {"grad": grad, "x_after": x}
+
+
+def _numgrad_compare(inputs, out):
+    x, w, v = inputs["x"], inputs["w"], inputs["v"]
+    expected = w * np.cos(x) + 3 * v * x**2
+    x_after = _as_array("x after numerical_gradient", out["x_after"])
+    if _rel(x_after, x) > 1e-12:
+        raise AssertionError("numerical_gradient changed x: restore each entry after perturbing it")
+    _expect(
+        "numerical gradient",
+        out["grad"],
+        expected,
+        GRAD_TOL,
+        "use central differences (f(x + eps) - f(x - eps)) / (2 eps), one entry at a time",
+    )
+
+
+check_numerical_gradient = Check("numerical_gradient", _numgrad_inputs, _numgrad_run, _numgrad_compare)
+
+
+# ----------------------------------------------------------------------------- PyTorch modules
+
+
+def _torch_load(module, state_dict, what):
+    import torch
+
+    expected = {k: tuple(v.shape) for k, v in state_dict.items()}
+    got = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if got != expected:
+        raise AssertionError(f"{what} has parameters {got}, expected {expected} (PyTorch's layout)")
+    module.load_state_dict({k: torch.tensor(v) for k, v in state_dict.items()})
+
+
+def _torch_cell_run(cls, inputs):
+    import torch
+
+    D, H = inputs["params"]["weight_ih"].shape[1], inputs["h_prev"].shape[1]
+    cell = _call(f"LSTMCell({D}, {H})", cls, D, H).double()
+    _torch_load(cell, dict(inputs["params"]), "the cell")
+    with torch.no_grad():
+        x, h, c = (torch.tensor(inputs[k]) for k in ("x", "h_prev", "c_prev"))
+        h, c = _pair("the cell's forward", _call("cell(x, (h, c))", cell, x, (h, c)), ("h", "c"))
+    return {"h": h, "c": c}
+
+
+check_torch_cell = Check("torch_cell", _cell_inputs, _torch_cell_run, _cell_forward_compare)
+
+
+def _torch_layer_run(cls, inputs):
+    import torch
+
+    D, H = inputs["params"]["weight_ih"].shape[1], inputs["h0"].shape[1]
+    layer = _call(f"LSTM({D}, {H})", cls, D, H).double()
+    _torch_load(layer, {f"{k}_l0": v for k, v in inputs["params"].items()}, "the layer")
+    with torch.no_grad():
+        xs, h0, c0 = (torch.tensor(inputs[k]) for k in ("xs", "h0", "c0"))
+        result = _call("lstm(xs, (h0, c0))", layer, xs, (h0[None], c0[None]))
+    hs, state = _pair("the layer's forward", result, ("output", "(h_n, c_n)"))
+    h_n, c_n = _pair("the final state", state, ("h_n", "c_n"))
+    return {"hs": hs, "h_n": h_n, "c_n": c_n}
+
+
+def _torch_layer_compare(inputs, out):
+    hs, (h_T, c_T), _ = ref.forward(inputs["xs"], (inputs["h0"], inputs["c0"]), inputs["params"])
+    _expect("output", out["hs"], hs, FORWARD_TOL, "output holds h_t of every step, shape (T, B, H)")
+    _expect("h_n", out["h_n"], h_T[None], FORWARD_TOL, "h_n is the last h with shape (1, B, H) like nn.LSTM")
+    _expect("c_n", out["c_n"], c_T[None], FORWARD_TOL, "c_n is the last c with shape (1, B, H) like nn.LSTM")
+
+
+check_torch_layer = Check("torch_layer", _backward_inputs, _torch_layer_run, _torch_layer_compare)
+
+
+# ----------------------------------------------------------------------------- the adding problem
+
+
+def adding_problem(T, B, rng):
+    """A batch of the adding problem (Hochreiter & Schmidhuber 1997).
+
+    Each sequence has T steps of two channels: a value drawn from U(0, 1) and a marker that is 1
+    at exactly two steps (one in each half) and 0 elsewhere. The target is the sum of the two
+    marked values. Predicting the mean (1.0) gives a mean squared error of about 1/6.
+
+    Inputs:
+    - T (>= 2), B: sequence length and batch size; rng: a numpy Generator or an int seed.
+    Returns:
+    - xs: (T, B, 2) float32; ys: (B,) float32.
+    """
+    rng = np.random.default_rng(rng)
+    values = rng.uniform(0, 1, size=(T, B))
+    markers = np.zeros((T, B))
+    first = rng.integers(0, T // 2, size=B)
+    second = rng.integers(T // 2, T, size=B)
+    markers[first, np.arange(B)] = 1.0
+    markers[second, np.arange(B)] = 1.0
+    xs = np.stack([values, markers], axis=-1).astype(np.float32)
+    ys = (values * markers).sum(axis=0).astype(np.float32)
+    return xs, ys
+
+
+ADDING_T = 30
+ADDING_MSE = 0.01
+
+
+def _adding_inputs(seed):
+    xs, ys = adding_problem(ADDING_T, 512, seed)
+    return {"xs": xs, "ys": ys}
+
+
+def _adding_run(predict, inputs):
+    return {"pred": _call("predict(xs)", predict, np.array(inputs["xs"]))}
+
+
+def _adding_compare(inputs, out):
+    pred = _as_array("predict(xs)", out["pred"]).reshape(-1)
+    ys = inputs["ys"].astype(np.float64)
+    if pred.shape != ys.shape:
+        raise AssertionError(f"predict(xs) has {pred.size} values, expected one per sequence ({ys.size})")
+    mse = float(np.mean((pred - ys) ** 2))
+    if not np.isfinite(mse) or mse > ADDING_MSE:
+        raise AssertionError(
+            f"the mean squared error on a fresh batch is {mse:.4f}, expected below {ADDING_MSE} "
+            f"(always answering 1.0 gives about 0.167): train longer or raise the learning rate"
+        )
+
+
+check_adding = Check("adding", _adding_inputs, _adding_run, _adding_compare)
+
+CHECKS = {
+    c.name: c
+    for c in (
+        check_sigmoid,
+        check_gate_preactivations,
+        check_gate_activations,
+        check_cell_forward,
+        check_cell_backward,
+        check_backward,
+        check_numerical_gradient,
+        check_torch_cell,
+        check_torch_layer,
+        check_adding,
+    )
+}

@@ -1,0 +1,205 @@
+"""Unit tests of lstmkit.grading: the reference passes every check, typical mistakes fail with a hint."""
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from lstmkit import grading, numerical_gradient
+from lstmkit import reference as ref
+
+SEEDS = range(6)
+
+
+def gate_activations(a):
+    return ref._activate(a, a.shape[1] // 4)
+
+
+CORRECT = {
+    "sigmoid": ref.sigmoid,
+    "gate_preactivations": ref.gate_preactivations,
+    "gate_activations": gate_activations,
+    "cell_forward": ref.cell_forward,
+    "cell_backward": ref.cell_backward,
+    "backward": ref.backward,
+    "numerical_gradient": numerical_gradient,
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORRECT))
+def test_reference_passes_without_warnings(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for seed in SEEDS:
+            assert grading.CHECKS[name](CORRECT[name], seed)
+
+
+def test_split_runs_on_plain_data():
+    check = grading.CHECKS["cell_forward"]
+    inputs = check.make_inputs(3)
+    outputs = check.run(ref.cell_forward, inputs)
+    plain = {k: np.asarray(v).tolist() for k, v in outputs.items()}  # e.g. after a trip through JSON
+    check.compare(inputs, plain)
+    plain["h"][0][0] += 1.0
+    with pytest.raises(AssertionError, match="next h is off by"):
+        check.compare(inputs, plain)
+
+
+def test_inputs_depend_on_the_seed_including_shapes():
+    shapes = {grading.CHECKS["backward"].make_inputs(s)["xs"].shape for s in range(20)}
+    assert len(shapes) > 5
+    a, b = (grading.CHECKS["cell_forward"].make_inputs(5) for _ in range(2))
+    assert np.array_equal(a["x"], b["x"])
+
+
+def test_hard_coded_answer_fails():
+    answer = grading.CHECKS["cell_forward"].run(
+        ref.cell_forward, grading.CHECKS["cell_forward"].make_inputs(0)
+    )
+
+    def cell_forward(x, state, params):
+        return (answer["h"], answer["c"]), None
+
+    grading.check_cell_forward(cell_forward, 0)
+    with pytest.raises(AssertionError, match="next c has shape|next c is off"):
+        for seed in range(1, 5):
+            grading.check_cell_forward(cell_forward, seed)
+
+
+def test_naive_sigmoid_fails_on_overflow():
+    with pytest.raises(AssertionError, match="overflow"):
+        grading.check_sigmoid(lambda z: 1 / (1 + np.exp(-z)), 0)
+
+
+def test_gates_outside_the_unit_interval_fail():
+    with pytest.raises(AssertionError, match="gate f has values outside"):
+        grading.check_gate_activations(
+            lambda a: (lambda i, f, g, o: (i, 2 * f - 1, g, o))(*gate_activations(a)), 0
+        )
+
+
+def test_gate_order_swapped():
+    def swapped(a):
+        i, f, g, o = gate_activations(a)
+        return f, i, g, o
+
+    with pytest.raises(AssertionError, match="gate i equals what gate f should be.*order i, f, g, o"):
+        grading.check_gate_activations(swapped, 0)
+
+
+def _cell(c_of, h_of):
+    def cell_forward(x, state, params):
+        h_prev, c_prev = state
+        i, f, g, o = gate_activations(ref.gate_preactivations(x, h_prev, params))
+        c = c_of(i, f, g, c_prev)
+        return (h_of(o, c), c), None
+
+    return cell_forward
+
+
+def test_tanh_missing_on_the_cell_state():
+    wrong = _cell(lambda i, f, g, c_prev: f * c_prev + i * g, lambda o, c: o * c)
+    with pytest.raises(AssertionError, match=re.escape("h = o * tanh(c)")):
+        grading.check_cell_forward(wrong, 0)
+
+
+def test_forget_gate_applied_to_g():
+    wrong = _cell(lambda i, f, g, c_prev: i * c_prev + f * g, lambda o, c: o * np.tanh(c))
+    with pytest.raises(AssertionError, match="forget gate f scales the old cell"):
+        grading.check_cell_forward(wrong, 0)
+
+
+def test_wrong_shape_is_named():
+    wrong = _cell(lambda i, f, g, c_prev: (f * c_prev + i * g)[:, :1], lambda o, c: o * np.tanh(c))
+    inputs = grading.CHECKS["cell_forward"].make_inputs(1)
+    B, H = inputs["h_prev"].shape
+    with pytest.raises(AssertionError, match=re.escape(f"next c has shape ({B}, 1), expected ({B}, {H})")):
+        grading.check_cell_forward(wrong, 1)
+
+
+def test_sigmoid_derivative_sign_error():
+    # Build the mistaken version from the reference's pieces: negate the sigmoid blocks of da.
+    def wrong(dstate, cache):
+        dh, dc = dstate
+        da, dc_prev = ref._gate_grads(
+            dh, dc, cache["i"], cache["f"], cache["g"], cache["o"], cache["tanh_c"], cache["c_prev"]
+        )
+        H = dh.shape[1]
+        da = da * np.repeat([-1.0, -1.0, 1.0, -1.0], H)
+        p = cache["params"]
+        grads = {
+            "weight_ih": da.T @ cache["x"],
+            "weight_hh": da.T @ cache["h_prev"],
+            "bias_ih": da.sum(0),
+            "bias_hh": da.sum(0),
+        }
+        return da @ p["weight_ih"], (da @ p["weight_hh"], dc_prev), grads
+
+    with pytest.raises(AssertionError, match=r"weight_ih is off by \d+%.*sigmoid derivative"):
+        grading.check_cell_backward(wrong, 0)
+
+
+def test_gradients_not_summed_over_time():
+    def backward(dhs, dstate_T, cache):
+        dxs, dstate_0, grads = ref.backward(dhs, dstate_T, cache)
+        T = dhs.shape[0]
+        # keep only the first step's contribution, as `grads[k] = step_grads[k]` in a reversed loop does
+        inputs = {"params": cache["params"], "dhs": dhs, "dh_T": dstate_T[0], "dc_T": dstate_T[1]}
+        first = grading._step_grads(inputs, cache)[0]
+        assert T > 1
+        return dxs, dstate_0, first
+
+    with pytest.raises(
+        AssertionError, match="weight_ih is off by .*time step 0 alone: did you sum over the time"
+    ):
+        grading.check_backward(backward, 0)
+
+
+def test_forward_differences_are_too_coarse():
+    def forward_difference(f, x, eps=1e-5):
+        grad = np.zeros_like(x)
+        f0 = f()
+        for idx in np.ndindex(x.shape):
+            old = x[idx]
+            x[idx] = old + eps
+            grad[idx] = (f() - f0) / eps
+            x[idx] = old
+        return grad
+
+    with pytest.raises(AssertionError, match="central differences"):
+        grading.check_numerical_gradient(forward_difference, 0)
+
+
+class TorchCell(torch.nn.LSTMCell):
+    def __init__(self, D, H):
+        super().__init__(D, H)
+
+
+class TorchLSTM(torch.nn.LSTM):
+    def __init__(self, D, H):
+        super().__init__(D, H)
+
+
+def test_torch_modules_pass_and_wrong_layout_fails():
+    for seed in range(3):
+        grading.check_torch_cell(TorchCell, seed)
+        grading.check_torch_layer(TorchLSTM, seed)
+
+    class BatchFirst(torch.nn.LSTM):
+        def __init__(self, D, H):
+            super().__init__(D, H, bias=False)
+
+    with pytest.raises(AssertionError, match="has parameters .* expected .*bias_ih_l0"):
+        grading.check_torch_layer(BatchFirst, 0)
+
+
+def test_adding_problem_and_its_check():
+    xs, ys = grading.adding_problem(10, 7, 0)
+    assert xs.shape == (10, 7, 2) and ys.shape == (7,)
+    assert np.all(xs[:, :, 1].sum(axis=0) == 2)
+    np.testing.assert_allclose(ys, (xs[..., 0] * xs[..., 1]).sum(axis=0), rtol=1e-6)
+    grading.check_adding(lambda xs: (xs[..., 0] * xs[..., 1]).sum(axis=0), 0)
+    with pytest.raises(AssertionError, match="mean squared error on a fresh batch is 0.1"):
+        grading.check_adding(lambda xs: np.ones(xs.shape[1]), 0)
