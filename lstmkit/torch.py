@@ -102,34 +102,43 @@ class LSTMFunction(torch.autograd.Function):
         T, B, D = x.shape
         H = w_ih.shape[0] // 4
         P = hs.shape[2]
-        das = acts.new_empty(T, B, 4 * H)  # gradient w.r.t. the pre-activations a of every step
-        dhts = acts.new_empty(T, B, P) if w_hr is not None else None  # gradient w.r.t. projected h
-        m = mask.to(x.dtype) if mask is not None else None
-        dh, dc = dh_T, dc_T
-        for t in reversed(range(T)):
-            i, f, g, o = acts[t].chunk(4, 1)
-            tanh_c = tanh_cs[t]
-            dht = dh + dy[t]
-            if m is not None:  # masked steps pass (dh, dc) straight through
-                dh_skip, dc_skip = dh * (1 - m[t]), dc * (1 - m[t])
-                dht = dht * m[t]
-                dc = dc * m[t]
-            if dhts is not None:
-                dhts[t] = dht
-                dr = dht @ w_hr                                # h = r W_hr^T
-            else:
-                dr = dht
-            dc = dc + dr * o * (1 - tanh_c * tanh_c)          # h = o * tanh(c)
-            da_i, da_f, da_g, da_o = das[t].chunk(4, 1)
-            torch.mul(dc * g, i * (1 - i), out=da_i)           # c = f * c_prev + i * g; sigmoid'
-            torch.mul(dc * cs[t], f * (1 - f), out=da_f)
-            torch.mul(dc * i, 1 - g * g, out=da_g)             # tanh' = 1 - tanh^2
-            torch.mul(dr * tanh_c, o * (1 - o), out=da_o)
-            dc = dc * f
-            dh = das[t] @ w_hh
-            if m is not None:
-                dh = dh + dh_skip
-                dc = dc + dc_skip
+        with torch.no_grad():
+            # The local derivatives of every step at once (big elementwise ops over all T steps),
+            # so the sequential loop below is only a few multiplies and one matmul per step:
+            #   da_i = dc * g i (1 - i),  da_f = dc * c_prev f (1 - f),  da_g = dc * i (1 - g^2),
+            #   da_o = dr * tanh(c) o (1 - o),  and dc += dr * o (1 - tanh(c)^2).
+            i, f, g, o = acts.chunk(4, 2)
+            k = acts.new_empty(T, B, 4, H)
+            torch.mul(g, i * (1 - i), out=k[:, :, 0])
+            torch.mul(cs[:T], f * (1 - f), out=k[:, :, 1])
+            torch.mul(i, 1 - g * g, out=k[:, :, 2])
+            torch.mul(tanh_cs, o * (1 - o), out=k[:, :, 3])
+            k_c = o * (1 - tanh_cs * tanh_cs)
+            m = mask.to(x.dtype) if mask is not None else None
+
+            das = acts.new_empty(T, B, 4, H)  # gradient w.r.t. the pre-activations a of every step
+            dhts = acts.new_empty(T, B, P) if w_hr is not None else None  # w.r.t. the projected h
+            dh = dh_T.clone(memory_format=torch.contiguous_format)
+            dc = dc_T.clone(memory_format=torch.contiguous_format)
+            for t in reversed(range(T)):
+                dht = dh + dy[t]
+                if m is not None:  # masked steps pass (dh, dc) straight through
+                    dh_skip, dc_skip = dh * (1 - m[t]), dc * (1 - m[t])
+                    dht.mul_(m[t])
+                    dc.mul_(m[t])
+                if dhts is not None:
+                    dhts[t] = dht
+                    dr = dht @ w_hr                                          # h = r W_hr^T
+                else:
+                    dr = dht
+                dc.addcmul_(dr, k_c[t])                                      # h = o * tanh(c)
+                torch.mul(dc.unsqueeze(1), k[t, :, :3], out=das[t, :, :3])   # c = f * c_prev + i * g
+                torch.mul(dr, k[t, :, 3], out=das[t, :, 3])
+                dc.mul_(f[t])
+                torch.mm(das[t].view(B, 4 * H), w_hh, out=dh)
+                if m is not None:
+                    dh.add_(dh_skip)
+                    dc.add_(dc_skip)
 
         da = das.view(T * B, 4 * H)
         need = ctx.needs_input_grad

@@ -1,0 +1,119 @@
+"""Benchmark: lstmkit.torch.LSTM (fused hand-written BPTT) against torch.nn.LSTM.
+
+Times forward and forward+backward at two CPU sizes (float32, 2 threads by default), with the
+candidates interleaved in every repeat (nn, fused, nn, fused, ...) so that drifts in machine load
+hit all alike, and reports medians, the ratio to nn.LSTM and GFLOP/s against a measured matmul
+peak (a (T*B, D+H) x (D+H, 4H) product, the shape of the LSTM's work).
+
+    .venv/bin/python benchmarks/bench_torch.py [--repeats N] [--threads N] [--loop] [--quick]
+    .venv/bin/python benchmarks/bench_torch.py --device cuda      # T=100, B=64, D=H=512, TF32 off
+
+GFLOP/s counts only the matrix products: forward 2*T*B*4H*(D+H) flops, forward+backward three
+times that (the backward does input/state gradients and weight gradients).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from lstmkit.torch import LSTM
+
+CPU_SIZES = {"small": dict(T=50, B=32, D=64, H=128), "medium": dict(T=100, B=64, D=128, H=256)}
+CUDA_SIZES = {"cuda": dict(T=100, B=64, D=512, H=512)}
+
+
+def matmul_flops(T, B, D, H):
+    return 2 * T * B * (D + H) * 4 * H
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device):
+    sync(device)
+    t = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t
+
+
+def matmul_peak(T, B, D, H, device, repeats):
+    """Median GFLOP/s of the (T*B, D+H) x (D+H, 4H) product on this device."""
+    a = torch.randn(T * B, D + H, device=device)
+    w = torch.randn(D + H, 4 * H, device=device)
+    times = [timed(lambda: a @ w, device) for _ in range(repeats)]
+    return matmul_flops(T, B, D, H) / statistics.median(times) / 1e9
+
+
+def bench(name, T, B, D, H, device, repeats, impls):
+    torch.manual_seed(0)
+    mods = {"nn.LSTM": nn.LSTM(D, H).to(device)}
+    for impl in impls:
+        m = LSTM(D, H, impl=impl).to(device)
+        m.load_state_dict(mods["nn.LSTM"].state_dict())
+        mods[f"lstmkit {impl}"] = m
+    x = torch.randn(T, B, D, device=device)
+    h0, c0 = torch.randn(1, B, H, device=device), torch.randn(1, B, H, device=device)
+    xg = x.clone().requires_grad_()
+
+    def fwd(m):
+        with torch.no_grad():
+            m(x, (h0, c0))
+
+    def fwd_bwd(m):
+        out, (h, c) = m(xg, (h0, c0))
+        out.sum().backward()
+
+    times = {k: {"fwd": [], "fwd+bwd": []} for k in mods}
+    for m in mods.values():  # warm up
+        fwd(m)
+        fwd_bwd(m)
+    for _ in range(repeats):
+        for k, m in mods.items():
+            times[k]["fwd"].append(timed(lambda m=m: fwd(m), device))
+            times[k]["fwd+bwd"].append(timed(lambda m=m: fwd_bwd(m), device))
+    peak = matmul_peak(T, B, D, H, device, repeats)
+    flops = matmul_flops(T, B, D, H)
+    print(f"\n{name}: T={T} B={B} D={D} H={H} {device} float32; matmul peak {peak:.1f} GFLOP/s")
+    print(f"{'':14s} {'pass':8s} {'median ms':>10s} {'x nn.LSTM':>10s} {'GFLOP/s':>9s} {'% peak':>7s}")
+    for pass_, mult in (("fwd", 1), ("fwd+bwd", 3)):
+        base = statistics.median(times["nn.LSTM"][pass_])
+        for k in mods:
+            t = statistics.median(times[k][pass_])
+            gf = mult * flops / t / 1e9
+            print(f"{k:14s} {pass_:8s} {1e3 * t:10.2f} {t / base:10.3f} {gf:9.1f} {100 * gf / peak:6.1f}%")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=21)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--loop", action="store_true", help="also time impl='loop'")
+    ap.add_argument("--quick", action="store_true", help="small size only, 5 repeats")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    impls = ["fused"] + (["loop"] if args.loop else [])
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: no CUDA device available")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        sizes = CUDA_SIZES
+    else:
+        sizes = {"small": CPU_SIZES["small"]} if args.quick else CPU_SIZES
+    repeats = 5 if args.quick else args.repeats
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {repeats} interleaved repeats")
+    for name, size in sizes.items():
+        bench(name, **size, device=args.device, repeats=repeats, impls=impls)
+
+
+if __name__ == "__main__":
+    main()
