@@ -1,0 +1,19 @@
+"""nbgrader configuration of the lstmkit course. Run nbgrader commands from this folder (assignments/)."""
+
+from pathlib import Path
+
+c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
+
+c.CourseDirectory.course_id = "lstmkit"
+# The course root is the folder of this file, wherever the repository is checked out.
+c.CourseDirectory.root = str(Path(__file__).resolve().parent)
+
+# Release stubs: the hint comment above each solution region stays in the notebook.
+c.ClearSolutions.code_stub = {
+    "python": "# YOUR CODE HERE\nraise NotImplementedError('Replace this line with your code (see the hint above).')"
+}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Each notebook runs in under two minutes; leave head-room for slow machines.
+c.ExecutePreprocessor.timeout = 300
+c.ExecutePreprocessor.kernel_name = "python3"
