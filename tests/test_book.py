@@ -142,7 +142,7 @@ def test_every_page_renders_in_chromium(site, server, browser):
 
         source = (site / rel).read_text(encoding="utf-8")
         if re.search(r'class="math[ "]', source):
-            page.wait_for_selector("mjx-container", timeout=20_000)
+            page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
             assert page.locator("mjx-container").count() > 0, f"{rel}: MathJax did not render"
 
         broken = page.evaluate(
