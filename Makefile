@@ -24,12 +24,14 @@ book: setup
 lint: setup
 	$(PY) -m ruff check lstmkit tests benchmarks
 
+# nbgrader calls alembic by name, so the venv's bin/ goes first on PATH.
 test: setup lint
 	bash tools/install-browser.sh
-	$(PY) -m pytest
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest --durations=10
 
 bench: setup
 	$(PY) benchmarks/bench_reference.py
+	$(PY) benchmarks/bench_torch.py
 
 clean:
 	rm -rf _build
