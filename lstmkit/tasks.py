@@ -1,0 +1,346 @@
+"""Data generators, small models and a training loop shared by the applied chapters and their tests.
+
+Every recurrent model here uses `lstmkit.torch.LSTM` (the drop-in for torch.nn.LSTM), except
+`RNNRegressor`, the vanilla-RNN baseline of the adding problem. Sequences are time-major (T, B, D),
+as everywhere in lstmkit. Generators take a `numpy.random.Generator`, so a seed fixes the data.
+
+Tasks:
+- digits_sequences: sklearn's 8x8 digits read one row per step.
+- adding_problem, embedded_reber, temporal_order: CPU-sized versions of three experiments of
+  Hochreiter & Schmidhuber (1997).
+- order_task: binary "does A occur before B?" task for the stacked-LSTM chapter.
+- sunspot_series, make_windows, fit_ar, forecast_recursive: yearly sunspots forecasting.
+- zen_text, CharLM: the character-level language model.
+"""
+
+from __future__ import annotations
+
+import codecs
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from lstmkit.torch import LSTM
+
+__all__ = [
+    "LSTM", "set_seed", "train", "digits_sequences", "SequenceClassifier", "SequenceRegressor",
+    "RNNRegressor", "StepClassifier", "adding_problem", "REBER_SYMBOLS", "embedded_reber",
+    "reber_batch", "temporal_order", "order_task", "sunspot_series", "make_windows", "fit_ar",
+    "forecast_recursive", "zen_text", "CharLM", "count_params",
+]
+
+
+def set_seed(seed: int) -> np.random.Generator:
+    """Seed torch and return a NumPy Generator with the same seed."""
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters of a model."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def train(model, batch_fn, loss_fn, steps, *, lr=1e-2, clip=1.0, desc="training", progress=True):
+    """Train `model` with Adam for `steps` steps, showing a tqdm progress bar.
+
+    Inputs:
+    - model: an nn.Module.
+    - batch_fn: callable step -> (x, y), a training batch.
+    - loss_fn: callable (model, x, y) -> scalar loss tensor.
+    - steps: number of optimiser steps.
+    - lr: Adam learning rate; clip: max global gradient norm (None for no clipping).
+    Returns:
+    - losses: list of float, the training loss of every step.
+    """
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=0.5)
+    model.train()
+    for step in bar:
+        x, y = batch_fn(step)
+        loss = loss_fn(model, x, y)
+        opt.zero_grad()
+        loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        losses.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    model.eval()
+    return losses
+
+
+# ----------------------------------------------------------------------------- models
+
+class SequenceClassifier(nn.Module):
+    """LSTM over a sequence, then a linear layer on the last hidden state h_T.
+
+    Inputs (forward): x (T, B, D). Returns: logits (B, n_out).
+    num_layers > 1 stacks LSTM layers: each lower layer returns its full sequence h_1..h_T,
+    which is the input sequence of the layer above.
+    """
+
+    def __init__(self, D, H, n_out, num_layers=1):
+        super().__init__()
+        self.lstm = LSTM(D, H, num_layers=num_layers)
+        self.head = nn.Linear(H, n_out)
+
+    def forward(self, x):
+        hs, _ = self.lstm(x)        # (T, B, H), top layer
+        return self.head(hs[-1])    # (B, n_out)
+
+
+class SequenceRegressor(SequenceClassifier):
+    """SequenceClassifier with one output, squeezed: x (T, B, D) -> (B,)."""
+
+    def __init__(self, D, H, num_layers=1):
+        super().__init__(D, H, 1, num_layers)
+
+    def forward(self, x):
+        return super().forward(x).squeeze(-1)
+
+
+class RNNRegressor(nn.Module):
+    """Vanilla tanh RNN baseline (torch.nn.RNN): x (T, B, D) -> (B,)."""
+
+    def __init__(self, D, H):
+        super().__init__()
+        self.rnn = nn.RNN(D, H)
+        self.head = nn.Linear(H, 1)
+
+    def forward(self, x):
+        hs, _ = self.rnn(x)
+        return self.head(hs[-1]).squeeze(-1)
+
+
+class StepClassifier(nn.Module):
+    """LSTM with a linear read-out at every step: x (T, B, D) -> logits (T, B, n_out)."""
+
+    def __init__(self, D, H, n_out):
+        super().__init__()
+        self.lstm = LSTM(D, H)
+        self.head = nn.Linear(H, n_out)
+
+    def forward(self, x):
+        hs, _ = self.lstm(x)
+        return self.head(hs)
+
+
+# ----------------------------------------------------------------------------- digits
+
+def digits_sequences(test_size=0.25, seed=0):
+    """sklearn's 8x8 digits as sequences of 8 rows of 8 pixels, split into train and test.
+
+    Returns:
+    - x_train (8, N_train, 8), y_train (N_train,), x_test (8, N_test, 8), y_test (N_test,):
+      float32 pixels scaled to [0, 1] (time = image row), int64 labels. The split is stratified.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32).reshape(-1, 8, 8)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
+
+    def to_seq(a):
+        return torch.from_numpy(np.ascontiguousarray(a.transpose(1, 0, 2)))  # (N,8,8) -> (T=8,N,8)
+
+    return to_seq(Xtr), torch.from_numpy(ytr), to_seq(Xte), torch.from_numpy(yte)
+
+
+# ----------------------------------------------------------------------------- Hochreiter & Schmidhuber
+
+def adding_problem(n, T, rng):
+    """The adding problem: add the two values marked in a sequence of length T.
+
+    Each step carries (value, marker): values are uniform on [0, 1]; the marker is 1 at exactly two
+    steps, one in the first half and one in the second half, 0 elsewhere. The target is the sum of
+    the two marked values (mean 1, variance 1/6: predicting 1 always gives MSE 1/6).
+    Returns: x (T, n, 2) float32, y (n,) float32.
+    """
+    if T < 2:
+        raise ValueError(f"adding_problem needs T >= 2, got T={T}")
+    values = rng.uniform(0, 1, size=(T, n))
+    marker = np.zeros((T, n))
+    a = rng.integers(0, T // 2, size=n)
+    b = rng.integers(T // 2, T, size=n)
+    cols = np.arange(n)
+    marker[a, cols] = 1.0
+    marker[b, cols] = 1.0
+    x = np.stack([values, marker], axis=-1).astype(np.float32)
+    y = (values[a, cols] + values[b, cols]).astype(np.float32)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+REBER_SYMBOLS = "BTSXPVE"
+# Reber grammar as a graph: state -> list of (symbol, next state); state 5 is the end.
+_REBER = {0: [("T", 1), ("P", 2)], 1: [("S", 1), ("X", 3)], 2: [("T", 2), ("V", 4)],
+          3: [("X", 2), ("S", 5)], 4: [("P", 3), ("V", 5)]}
+
+
+def _reber_string(rng):
+    s, state = "B", 0
+    while state != 5:
+        sym, state = _REBER[state][rng.integers(2)]
+        s += sym
+    return s + "E"
+
+
+def embedded_reber(rng):
+    """One string of the embedded Reber grammar: B T <reber> T E or B P <reber> P E.
+
+    The second symbol (T or P) must be remembered across the whole inner Reber string to predict
+    the second-to-last symbol, which is what makes the task long-range.
+    """
+    first = "TP"[rng.integers(2)]
+    return "B" + first + _reber_string(rng) + first + "E"
+
+
+def reber_batch(n, rng):
+    """A batch of n embedded Reber strings, one-hot, padded, for next-symbol prediction.
+
+    Returns:
+    - x (T, n, 7) float32 one-hot symbols (zeros after a string's end), T = longest string - 1.
+    - y (T, n) int64: the next symbol at every step, -1 at padding (ignored by cross-entropy).
+    - key (n,) int64: the step whose next symbol is the remembered T/P (the second-to-last symbol).
+    """
+    strings = [embedded_reber(rng) for _ in range(n)]
+    T = max(len(s) for s in strings) - 1
+    x = np.zeros((T, n, len(REBER_SYMBOLS)), np.float32)
+    y = np.full((T, n), -1, np.int64)
+    key = np.zeros(n, np.int64)
+    for b, s in enumerate(strings):
+        idx = [REBER_SYMBOLS.index(ch) for ch in s]
+        x[np.arange(len(s) - 1), b, idx[:-1]] = 1.0
+        y[: len(s) - 1, b] = idx[1:]
+        key[b] = len(s) - 3   # input at this step is the inner string's E; the target is T/P
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(key)
+
+
+def temporal_order(n, T, rng):
+    """The temporal-order task (2 relevant symbols, 4 classes).
+
+    A sequence of length T of distractor symbols a, b, c, d holds X or Y at two positions, t1 in
+    [0.1T, 0.2T) and t2 in [0.5T, 0.6T). The class is the order pair: XX=0, XY=1, YX=2, YY=3.
+    Symbols are one-hot over (a, b, c, d, X, Y).
+    Returns: x (T, n, 6) float32, y (n,) int64.
+    """
+    if T < 10:
+        raise ValueError(f"temporal_order needs T >= 10, got T={T}")
+    sym = rng.integers(0, 4, size=(T, n))
+    t1 = rng.integers(T // 10, max(T // 5, T // 10 + 1), size=n)
+    t2 = rng.integers(T // 2, max(3 * T // 5, T // 2 + 1), size=n)
+    first, second = rng.integers(0, 2, size=n), rng.integers(0, 2, size=n)
+    cols = np.arange(n)
+    sym[t1, cols] = 4 + first
+    sym[t2, cols] = 4 + second
+    x = np.eye(6, dtype=np.float32)[sym]
+    y = (2 * first + second).astype(np.int64)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+# ----------------------------------------------------------------------------- stacked
+
+def order_task(n, T, rng, n_symbols=8):
+    """Binary task where order matters: does symbol A (=0) occur before symbol B (=1)?
+
+    Each sequence of length T holds A and B exactly once at random distinct positions; the other
+    steps are distractors drawn from symbols 2..n_symbols-1. One-hot over n_symbols.
+    Returns: x (T, n, n_symbols) float32, y (n,) float32, 1.0 where A comes first.
+    """
+    if T < 2 or n_symbols < 3:
+        raise ValueError(f"order_task needs T >= 2 and n_symbols >= 3, got T={T}, n_symbols={n_symbols}")
+    sym = rng.integers(2, n_symbols, size=(T, n))
+    pos = np.argsort(rng.random((T, n)), axis=0)[:2]    # two distinct positions per column
+    cols = np.arange(n)
+    sym[pos[0], cols] = 0
+    sym[pos[1], cols] = 1
+    x = np.eye(n_symbols, dtype=np.float32)[sym]
+    y = (pos[0] < pos[1]).astype(np.float32)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+# ----------------------------------------------------------------------------- forecasting
+
+def sunspot_series():
+    """Yearly mean sunspot numbers 1700-2008 from statsmodels' bundled data.
+
+    Returns: years (N,) int, values (N,) float64.
+    """
+    import statsmodels.api as sm
+
+    df = sm.datasets.sunspots.load_pandas().data
+    return df["YEAR"].to_numpy().astype(int), df["SUNACTIVITY"].to_numpy().astype(np.float64)
+
+
+def make_windows(z, p):
+    """Sliding windows of length p and their next value.
+
+    Inputs: z (N,) series; p window length.
+    Returns: X (N-p, p) windows, y (N-p,) the value following each window.
+    """
+    z = np.asarray(z)
+    if z.ndim != 1 or len(z) <= p:
+        raise ValueError(f"make_windows expects a 1-D series longer than p={p}, got shape {z.shape}")
+    X = np.lib.stride_tricks.sliding_window_view(z[:-1], p)
+    return X.copy(), z[p:].copy()
+
+
+def fit_ar(z, p):
+    """Least-squares AR(p) with intercept: z_t = w . z_{t-p..t-1} + b.
+
+    Returns: callable window (..., p) -> prediction (...).
+    """
+    X, y = make_windows(z, p)
+    A = np.hstack([X, np.ones((len(X), 1))])
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    return lambda w: np.asarray(w) @ coef[:-1] + coef[-1]
+
+
+def forecast_recursive(predict, window, horizon):
+    """Multi-step forecast: feed each prediction back as the newest input.
+
+    Inputs: predict, callable (B, p) -> (B,); window (B, p) last observed values; horizon steps.
+    Returns: (B, horizon) forecasts.
+    """
+    w = np.array(window, dtype=np.float64)
+    out = []
+    for _ in range(horizon):
+        nxt = np.asarray(predict(w), dtype=np.float64)
+        out.append(nxt)
+        w = np.concatenate([w[:, 1:], nxt[:, None]], axis=1)
+    return np.stack(out, axis=1)
+
+
+# ----------------------------------------------------------------------------- character LM
+
+def zen_text():
+    """The Zen of Python (Tim Peters), as shipped rot13-encoded in CPython's `this` module."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):   # importing `this` prints the poem
+        import this
+    return codecs.decode(this.s, "rot13")
+
+
+class CharLM(nn.Module):
+    """Character language model: embedding -> LSTM -> linear (logits over the vocabulary).
+
+    Inputs (forward): idx (T, B) int64 characters, state optional (h0, c0).
+    Returns: logits (T, B, V), (h_T, c_T).
+    """
+
+    def __init__(self, V, E, H):
+        super().__init__()
+        self.emb = nn.Embedding(V, E)
+        self.lstm = LSTM(E, H)
+        self.head = nn.Linear(H, V)
+
+    def forward(self, idx, state=None):
+        hs, state = self.lstm(self.emb(idx), state)
+        return self.head(hs), state
