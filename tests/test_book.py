@@ -126,6 +126,11 @@ def test_no_page_loads_from_another_host(site):
 
 # ----------------------------------------------------------------------------- in the browser
 
+def _record_failed_response(errors, response):
+    if response.status >= 400:
+        errors.append(f"HTTP {response.status} {response.url}")
+
+
 def test_every_page_renders_in_chromium(site, server, browser):
     host = urlparse(server).netloc
     pages = html_pages(site)
@@ -136,6 +141,7 @@ def test_every_page_renders_in_chromium(site, server, browser):
         page.on("request", lambda r, requests=requests: requests.append(r.url))
         page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+        page.on("response", functools.partial(_record_failed_response, errors))
         response = page.goto(server + rel, wait_until="load")
         assert response is not None and response.ok, f"{rel}: HTTP {response and response.status}"
         page.wait_for_load_state("networkidle")
