@@ -50,8 +50,8 @@ def tanh(z):
 
 # ----------------------------------------------------------------------------- input checks
 
-def _check_params(params):
-    """Validate a params dict and return (D, H, dtype)."""
+def _check_params(params, n_gates=4):
+    """Validate a params dict of n_gates stacked blocks (4: LSTM, 1: RNN); return (D, H, dtype)."""
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict with keys {PARAM_NAMES}; got {type(params).__name__}")
     missing = [k for k in PARAM_NAMES if k not in params]
@@ -60,13 +60,12 @@ def _check_params(params):
     for k in PARAM_NAMES:
         if not isinstance(params[k], np.ndarray):
             raise TypeError(f"params['{k}'] must be a numpy array; got {type(params[k]).__name__}")
+    rows = "H" if n_gates == 1 else f"{n_gates}H"
     w_ih = params["weight_ih"]
-    if w_ih.ndim != 2 or w_ih.shape[0] % 4 != 0:
-        raise ValueError(f"params['weight_ih'] must have shape (4H, D); got {w_ih.shape}")
-    H, D = w_ih.shape[0] // 4, w_ih.shape[1]
-    if H == 0:
-        raise ValueError(f"params['weight_ih'] must have shape (4H, D) with H >= 1; got {w_ih.shape}")
-    expected = {"weight_hh": (4 * H, H), "bias_ih": (4 * H,), "bias_hh": (4 * H,)}
+    if w_ih.ndim != 2 or w_ih.shape[0] == 0 or w_ih.shape[0] % n_gates != 0:
+        raise ValueError(f"params['weight_ih'] must have shape ({rows}, D) with H >= 1; got {w_ih.shape}")
+    H, D = w_ih.shape[0] // n_gates, w_ih.shape[1]
+    expected = {"weight_hh": (n_gates * H, H), "bias_ih": (n_gates * H,), "bias_hh": (n_gates * H,)}
     for k, shape in expected.items():
         if params[k].shape != shape:
             raise ValueError(f"params['{k}'] must have shape {shape} (H={H}); got {params[k].shape}")

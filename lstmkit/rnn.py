@@ -19,36 +19,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import reference as ref
-from .reference import PARAM_NAMES, _check_array
+from .reference import _check_array
 
 # ----------------------------------------------------------------------------- parameters
 
 
 def _check_rnn_params(params):
-    """Validate an RNN params dict and return (D, H, dtype)."""
-    if not isinstance(params, dict):
-        raise TypeError(f"params must be a dict with keys {PARAM_NAMES}; got {type(params).__name__}")
-    missing = [k for k in PARAM_NAMES if k not in params]
-    if missing:
-        raise ValueError(f"params is missing {missing}; expected keys {PARAM_NAMES}")
-    for k in PARAM_NAMES:
-        if not isinstance(params[k], np.ndarray):
-            raise TypeError(f"params['{k}'] must be a numpy array; got {type(params[k]).__name__}")
-    w_ih = params["weight_ih"]
-    if w_ih.ndim != 2 or w_ih.shape[0] == 0:
-        raise ValueError(f"params['weight_ih'] must have shape (H, D) with H >= 1; got {w_ih.shape}")
-    H, D = w_ih.shape
-    expected = {"weight_hh": (H, H), "bias_ih": (H,), "bias_hh": (H,)}
-    for k, shape in expected.items():
-        if params[k].shape != shape:
-            raise ValueError(f"params['{k}'] must have shape {shape} (H={H}); got {params[k].shape}")
-    dtype = w_ih.dtype
-    if not np.issubdtype(dtype, np.floating):
-        raise TypeError(f"params must have a float dtype (float32 or float64); got {dtype}")
-    for k in PARAM_NAMES:
-        if params[k].dtype != dtype:
-            raise TypeError(f"params['{k}'] has dtype {params[k].dtype}; all params must share {dtype}")
-    return D, H, dtype
+    """Validate an RNN params dict (one block of H rows) and return (D, H, dtype)."""
+    return ref._check_params(params, n_gates=1)
 
 
 def init_rnn_params(input_size, hidden_size, *, rng=None, dtype=np.float64):
