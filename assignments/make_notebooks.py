@@ -43,6 +43,17 @@ def tests(text, grade_id, points):
                                                                   points=points))
 
 
+def check_tests(check, fn, grade_id, points, visible=(0, 1), hidden=range(100, 110), extra=""):
+    """An autograded cell: grading.check_<check>(fn) on visible seeds (plus `extra` visible code),
+    then on the hidden seeds."""
+    calls = [f"grading.check_{check}({fn}, seed={seed})" for seed in visible]
+    hidden_loop = [f"for seed in range({hidden.start}, {hidden.stop}):",
+                   f"    grading.check_{check}({fn}, seed=seed)"]
+    lines = [*calls, *([extra.strip()] if extra else []), "### BEGIN HIDDEN TESTS", *hidden_loop,
+             "### END HIDDEN TESTS"]
+    return tests("\n".join(lines), grade_id, points)
+
+
 def written(text, grade_id, points):
     return nbformat.v4.new_markdown_cell(text.strip(), metadata=_meta(grade_id, grade=True, solution=True,
                                                                       points=points))
@@ -50,6 +61,8 @@ def written(text, grade_id, points):
 
 def write(assignment, cells):
     nb = nbformat.v4.new_notebook(cells=cells)
+    for k, cell in enumerate(nb.cells):   # stable ids, so regenerating changes nothing
+        cell.id = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell-{k:02d}"
     nb.metadata = {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
                    "language_info": {"name": "python"}}
     path = HERE / "source" / assignment / f"{assignment}.ipynb"
@@ -106,14 +119,7 @@ def sigmoid(z):
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
     ### END SOLUTION
 ''', "sigmoid"),
-    tests("""
-grading.check_sigmoid(sigmoid, seed=0)
-grading.check_sigmoid(sigmoid, seed=1)
-### BEGIN HIDDEN TESTS
-for seed in range(100, 110):
-    grading.check_sigmoid(sigmoid, seed=seed)
-### END HIDDEN TESTS
-""", "test_sigmoid", 2),
+    check_tests("sigmoid", "sigmoid", "test_sigmoid", 2),
     md("""
 ## Part 2: gate pre-activations and activations (2 + 2 points)
 
@@ -152,20 +158,8 @@ def gate_activations(a):
     return i, f, g, o
     ### END SOLUTION
 ''', "gates"),
-    tests("""
-grading.check_gate_preactivations(gate_preactivations, seed=0)
-### BEGIN HIDDEN TESTS
-for seed in range(100, 110):
-    grading.check_gate_preactivations(gate_preactivations, seed=seed)
-### END HIDDEN TESTS
-""", "test_gate_preactivations", 2),
-    tests("""
-grading.check_gate_activations(gate_activations, seed=0)
-### BEGIN HIDDEN TESTS
-for seed in range(100, 110):
-    grading.check_gate_activations(gate_activations, seed=seed)
-### END HIDDEN TESTS
-""", "test_gate_activations", 2),
+    check_tests("gate_preactivations", "gate_preactivations", "test_gate_preactivations", 2, visible=(0,)),
+    check_tests("gate_activations", "gate_activations", "test_gate_activations", 2, visible=(0,)),
     md("""
 ## Part 3: one step of the cell (3 points)
 
@@ -193,14 +187,7 @@ def cell_forward(x, state, params):
     cache = dict(x=x, h_prev=h_prev, c_prev=c_prev, i=i, f=f, g=g, o=o, params=params)
     return (h, c), cache
 ''', "cell_forward"),
-    tests("""
-grading.check_cell_forward(cell_forward, seed=0)
-grading.check_cell_forward(cell_forward, seed=1)
-### BEGIN HIDDEN TESTS
-for seed in range(100, 110):
-    grading.check_cell_forward(cell_forward, seed=seed)
-### END HIDDEN TESTS
-""", "test_cell_forward", 3),
+    check_tests("cell_forward", "cell_forward", "test_cell_forward", 3),
     md("""
 ## Part 4: remembering (3 points, graded by hand)
 
@@ -305,14 +292,7 @@ def cell_backward(dstate, cache):
     ### END SOLUTION
     return dx, (dh_prev, dc_prev), grads
 ''', "cell_backward"),
-    tests("""
-grading.check_cell_backward(cell_backward, seed=0)
-grading.check_cell_backward(cell_backward, seed=1)
-### BEGIN HIDDEN TESTS
-for seed in range(100, 110):
-    grading.check_cell_backward(cell_backward, seed=seed)
-### END HIDDEN TESTS
-""", "test_cell_backward", 4),
+    check_tests("cell_backward", "cell_backward", "test_cell_backward", 4),
     md("""
 ## Part 2: backward through the sequence (4 points)
 
@@ -346,14 +326,7 @@ def backward(dhs, dstate_T, cache):
     ### END SOLUTION
     return dxs, (dh, dc), grads
 ''', "backward"),
-    tests("""
-grading.check_backward(backward, seed=0)
-grading.check_backward(backward, seed=1)
-### BEGIN HIDDEN TESTS
-for seed in range(100, 110):
-    grading.check_backward(backward, seed=seed)
-### END HIDDEN TESTS
-""", "test_backward", 4),
+    check_tests("backward", "backward", "test_backward", 4),
     md("""
 ## Part 3: a gradient check (2 points)
 
@@ -378,13 +351,8 @@ def numerical_gradient(f, x, eps=1e-5):
     ### END SOLUTION
     return grad
 ''', "numerical_gradient"),
-    tests("""
-grading.check_numerical_gradient(numerical_gradient, seed=0)
-### BEGIN HIDDEN TESTS
-for seed in range(100, 105):
-    grading.check_numerical_gradient(numerical_gradient, seed=seed)
-### END HIDDEN TESTS
-""", "test_numerical_gradient", 2),
+    check_tests("numerical_gradient", "numerical_gradient", "test_numerical_gradient", 2,
+                visible=(0,), hidden=range(100, 105)),
     solution("""
 # Check your backward against finite differences on L = sum(dhs * hs): print the relative errors.
 ### BEGIN SOLUTION
@@ -508,18 +476,13 @@ class LSTMCell(nn.Module):
         return lstm_step(x, h_prev, c_prev, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         ### END SOLUTION
 ''', "cell"),
-    tests("""
-grading.check_torch_cell(LSTMCell, seed=0)
+    check_tests("torch_cell", "LSTMCell", "test_cell", 3, visible=(0,), extra="""
 ref = nn.LSTMCell(3, 5).double()
 mine = LSTMCell(3, 5).double()
 mine.load_state_dict(ref.state_dict())
 x, h, c = torch.randn(2, 3).double(), torch.randn(2, 5).double(), torch.randn(2, 5).double()
 assert all(torch.allclose(a, b) for a, b in zip(mine(x, (h, c)), ref(x, (h, c))))
-### BEGIN HIDDEN TESTS
-for seed in range(100, 110):
-    grading.check_torch_cell(LSTMCell, seed=seed)
-### END HIDDEN TESTS
-""", "test_cell", 3),
+"""),
     md("""
 ## Part 2: the layer (3 points)
 
@@ -556,8 +519,7 @@ class LSTM(nn.Module):
         return torch.stack(hs), (h[None], c[None])
         ### END SOLUTION
 ''', "layer"),
-    tests("""
-grading.check_torch_layer(LSTM, seed=0)
+    check_tests("torch_layer", "LSTM", "test_layer", 3, visible=(0,), extra="""
 ref = nn.LSTM(3, 5).double()
 mine = LSTM(3, 5).double()
 mine.load_state_dict(ref.state_dict())
@@ -565,12 +527,8 @@ xs = torch.randn(7, 2, 3).double()
 out, (h_n, c_n) = mine(xs)
 out_ref, (h_ref, c_ref) = ref(xs)
 assert torch.allclose(out, out_ref) and torch.allclose(h_n, h_ref) and torch.allclose(c_n, c_ref)
-### BEGIN HIDDEN TESTS
-for seed in range(100, 110):
-    grading.check_torch_layer(LSTM, seed=seed)
-### END HIDDEN TESTS
-""", "test_layer", 3),
-    md(f"""
+"""),
+    md("""
 ## Part 3: the adding problem (3 points)
 
 Each input sequence has two channels: random numbers in (0, 1) and a marker that is 1 at exactly two
