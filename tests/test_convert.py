@@ -51,20 +51,28 @@ def random_params(rng, D=3, H=4):
     return reference.init_params(D, H, rng=rng)
 
 
+def step_in_layout(x, h, c, w_in, w_rec, b, order):
+    """One LSTM step written directly in a (D, 4H)-kernel layout whose gate blocks come in `order`."""
+    z = dict(zip(order, np.split(x @ w_in + h @ w_rec + b, 4, axis=1), strict=True))
+    c_next = sigmoid(z["f"]) * c + sigmoid(z["i"]) * np.tanh(z["g"])
+    return sigmoid(z["o"]) * np.tanh(c_next), c_next
+
+
+def assert_step_matches_reference(rng, p, w_in, w_rec, b, order):
+    x, h, c = rng.standard_normal((2, 3)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
+    h_l, c_l = step_in_layout(x, h, c, w_in, w_rec, b, order)
+    (h_r, c_r), _ = reference.cell_forward(x, (h, c), p)
+    np.testing.assert_allclose(h_l, h_r, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(c_l, c_r, rtol=0, atol=1e-12)
+
+
 def test_keras_layout_and_round_trip():
     rng = np.random.default_rng(1)
     p = random_params(rng)
     kernel, recurrent, bias = to_keras(p)
     assert kernel.shape == (3, 16) and recurrent.shape == (4, 16) and bias.shape == (16,)
-    # a Keras-style step: z = x kernel + h recurrent_kernel + bias, gates i, f, c, o
-    x, h, c = rng.standard_normal((2, 3)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
-    z = x @ kernel + h @ recurrent + bias
-    zi, zf, zc, zo = np.split(z, 4, axis=1)
-    c_k = sigmoid(zf) * c + sigmoid(zi) * np.tanh(zc)
-    h_k = sigmoid(zo) * np.tanh(c_k)
-    (h_r, c_r), _ = reference.cell_forward(x, (h, c), p)
-    np.testing.assert_allclose(h_k, h_r, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(c_k, c_r, rtol=0, atol=1e-12)
+    # a Keras step: z = x kernel + h recurrent_kernel + bias, gate blocks i, f, c (our g), o
+    assert_step_matches_reference(rng, p, kernel, recurrent, bias, "ifgo")
 
     back = from_keras([kernel, recurrent, bias])
     np.testing.assert_array_equal(back["weight_ih"], p["weight_ih"])
@@ -88,15 +96,8 @@ def test_cs231n_layout_and_round_trip():
     p = random_params(rng)
     Wx, Wh, b = to_cs231n(p)
     assert Wx.shape == (3, 16) and Wh.shape == (4, 16) and b.shape == (16,)
-    # the CS231n lstm_step_forward: a = x Wx + h Wh + b, split as i, f, o, g
-    x, h, c = rng.standard_normal((2, 3)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
-    a = x @ Wx + h @ Wh + b
-    ai, af, ao, ag = np.split(a, 4, axis=1)
-    c_n = sigmoid(af) * c + sigmoid(ai) * np.tanh(ag)
-    h_n = sigmoid(ao) * np.tanh(c_n)
-    (h_r, c_r), _ = reference.cell_forward(x, (h, c), p)
-    np.testing.assert_allclose(h_n, h_r, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(c_n, c_r, rtol=0, atol=1e-12)
+    # the CS231n lstm_step_forward: a = x Wx + h Wh + b, gate blocks i, f, o, g
+    assert_step_matches_reference(rng, p, Wx, Wh, b, "ifog")
 
     back = from_cs231n(Wx, Wh, b)
     np.testing.assert_array_equal(back["weight_ih"], p["weight_ih"])
