@@ -1,8 +1,15 @@
-"""Data for the stacked-LSTM and forecasting chapters: an order task and yearly sunspot numbers.
+"""Data and baselines for the stacked-LSTM and forecasting chapters.
 
+Stacked LSTMs (book/applied/stacked.md):
 - order_task: binary "does A occur before B?" sequences, where order matters.
-- sunspot_series, make_windows, fit_ar, forecast_recursive: forecasting the yearly sunspot series with
-  windows, a linear autoregressive baseline and recursive multi-step forecasts.
+- bag_of_symbols: the order-blind summary of a sequence (symbol counts), for a baseline.
+
+Forecasting (book/applied/forecasting.md):
+- sunspot_series: the yearly sunspot numbers bundled with statsmodels.
+- split_by_time, Scaler: a train/test split at a year, and standardisation fitted on train only.
+- make_windows, fit_ar, forecast_recursive: windows, a linear AR(p) baseline, recursive multi-step
+  forecasts; origin_windows and horizon_errors evaluate forecasts per horizon.
+- torch_predictor: wraps a window regressor (x (p, B, 1) -> (B,)) as a NumPy predictor.
 """
 
 from __future__ import annotations
@@ -10,7 +17,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["order_task", "sunspot_series", "make_windows", "fit_ar", "forecast_recursive"]
+__all__ = [
+    "order_task", "bag_of_symbols", "sunspot_series", "split_by_time", "Scaler", "make_windows",
+    "ARModel", "fit_ar", "forecast_recursive", "origin_windows", "horizon_errors", "torch_predictor",
+]
 
 
 # ----------------------------------------------------------------------------- stacked
@@ -34,10 +44,22 @@ def order_task(n, T, rng, n_symbols=8):
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
+def bag_of_symbols(x):
+    """Order-blind features: how often each symbol occurs in each sequence.
+
+    Inputs: x (T, n, S) one-hot sequences (tensor or array).
+    Returns: counts (n, S) float64; any permutation of the time steps gives the same counts.
+    """
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"bag_of_symbols expects one-hot sequences (T, n, S), got shape {x.shape}")
+    return x.sum(axis=0).astype(np.float64)
+
+
 # ----------------------------------------------------------------------------- forecasting
 
 def sunspot_series():
-    """Yearly mean sunspot numbers 1700-2008 from statsmodels' bundled data.
+    """Yearly mean sunspot numbers 1700-2008 from statsmodels' bundled data (no download).
 
     Returns: years (N,) int, values (N,) float64.
     """
@@ -45,6 +67,35 @@ def sunspot_series():
 
     df = sm.datasets.sunspots.load_pandas().data
     return df["YEAR"].to_numpy().astype(int), df["SUNACTIVITY"].to_numpy().astype(np.float64)
+
+
+def split_by_time(years, z, first_test_year):
+    """Split a series at a year: everything before `first_test_year` is train, the rest test.
+
+    Returns: n_train, the index of the first test value (z[:n_train] is train, z[n_train:] test).
+    """
+    years = np.asarray(years)
+    if len(years) != len(z) or np.any(np.diff(years) <= 0):
+        raise ValueError("split_by_time expects increasing years, one per value of z")
+    n_train = int(np.searchsorted(years, first_test_year))
+    if not 0 < n_train < len(z):
+        raise ValueError(f"first_test_year={first_test_year} leaves no train or no test data "
+                         f"(years {years[0]}..{years[-1]})")
+    return n_train
+
+
+class Scaler:
+    """Standardisation (z - mean) / std with mean and std fitted on the training part only."""
+
+    def __init__(self, z_train):
+        z_train = np.asarray(z_train, dtype=np.float64)
+        self.mean, self.std = float(z_train.mean()), float(z_train.std())
+
+    def transform(self, z):
+        return (np.asarray(z, dtype=np.float64) - self.mean) / self.std
+
+    def inverse(self, s):
+        return np.asarray(s, dtype=np.float64) * self.std + self.mean
 
 
 def make_windows(z, p):
@@ -60,15 +111,29 @@ def make_windows(z, p):
     return X.copy(), z[p:].copy()
 
 
-def fit_ar(z, p):
-    """Least-squares AR(p) with intercept: z_t = w . z_{t-p..t-1} + b.
+class ARModel:
+    """Linear autoregression z_t = coef . (z_{t-p}, ..., z_{t-1}) + intercept.
 
-    Returns: callable window (..., p) -> prediction (...).
+    Calling it on windows (..., p), oldest value first, returns the predictions (...).
+    """
+
+    def __init__(self, coef, intercept):
+        self.coef, self.intercept = np.asarray(coef), float(intercept)
+        self.p = len(self.coef)
+
+    def __call__(self, w):
+        return np.asarray(w) @ self.coef + self.intercept
+
+
+def fit_ar(z, p):
+    """Least-squares AR(p) with intercept, fitted on the windows of z.
+
+    Returns: ARModel; its coef[k] multiplies z_{t-p+k} (coef[-1] is the weight of z_{t-1}).
     """
     X, y = make_windows(z, p)
     A = np.hstack([X, np.ones((len(X), 1))])
     coef, *_ = np.linalg.lstsq(A, y, rcond=None)
-    return lambda w: np.asarray(w) @ coef[:-1] + coef[-1]
+    return ARModel(coef[:-1], coef[-1])
 
 
 def forecast_recursive(predict, window, horizon):
@@ -84,3 +149,42 @@ def forecast_recursive(predict, window, horizon):
         out.append(nxt)
         w = np.concatenate([w[:, 1:], nxt[:, None]], axis=1)
     return np.stack(out, axis=1)
+
+
+def origin_windows(z, origins, p):
+    """The p values observed before each forecast origin.
+
+    Inputs: z (N,) series; origins (K,) indices of the first value to forecast; p window length.
+    Returns: (K, p) windows, row k = z[origins[k]-p : origins[k]] (nothing at or after the origin).
+    """
+    origins = np.asarray(origins)
+    if origins.min() < p or origins.max() > len(z):
+        raise ValueError(f"origins must lie in [p, N] = [{p}, {len(z)}]")
+    return np.stack([z[o - p:o] for o in origins])
+
+
+def horizon_errors(forecasts, z, origins):
+    """MAE and RMSE of multi-step forecasts, per horizon.
+
+    Inputs: forecasts (K, Hz), row k forecasting z[origins[k]], ..., z[origins[k]+Hz-1]; z (N,) the
+    actual series. Targets beyond the end of z are skipped, so horizon h has fewer origins than h-1.
+    Returns: mae (Hz,), rmse (Hz,), count (Hz,) the number of forecasts scored at each horizon.
+    """
+    forecasts, z, origins = np.asarray(forecasts), np.asarray(z), np.asarray(origins)
+    mae, rmse, count = [], [], []
+    for h in range(forecasts.shape[1]):
+        ok = origins + h < len(z)
+        err = forecasts[ok, h] - z[origins[ok] + h]
+        mae.append(np.abs(err).mean())
+        rmse.append(np.sqrt((err ** 2).mean()))
+        count.append(int(ok.sum()))
+    return np.array(mae), np.array(rmse), np.array(count)
+
+
+def torch_predictor(model):
+    """NumPy predictor (B, p) -> (B,) from a model mapping x (p, B, 1) to (B,), in eval mode."""
+    def predict(w):
+        x = torch.as_tensor(np.asarray(w, dtype=np.float32).T[:, :, None])   # (p, B, 1), time-major
+        with torch.no_grad():
+            return model(x).double().numpy()
+    return predict
