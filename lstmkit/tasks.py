@@ -18,9 +18,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from lstmkit import grading
 from lstmkit.torch import LSTM
+from lstmkit.train import _step, progress_bar
 
 __all__ = [
     "LSTM", "set_seed", "train", "digits_sequences", "SequenceClassifier", "SequenceRegressor",
@@ -41,7 +42,11 @@ def count_params(model: nn.Module) -> int:
 
 
 def train(model, batch_fn, loss_fn, steps, *, lr=1e-2, clip=1.0, desc="training", progress=True):
-    """Train `model` with Adam for `steps` steps, showing a tqdm progress bar.
+    """Train `model` with Adam for `steps` steps on fresh batches, showing a progress bar.
+
+    The step itself (backward, gradient-norm clipping, optimiser step) and the progress bar are
+    lstmkit.train's, shared with `lstmkit.train.fit`; this loop differs only in drawing a new batch
+    at every step instead of passing over a fixed list of batches.
 
     Inputs:
     - model: an nn.Module.
@@ -49,24 +54,23 @@ def train(model, batch_fn, loss_fn, steps, *, lr=1e-2, clip=1.0, desc="training"
     - loss_fn: callable (model, x, y) -> scalar loss tensor.
     - steps: number of optimiser steps.
     - lr: Adam learning rate; clip: max global gradient norm (None for no clipping).
+    - desc: label of the progress bar; progress: False for no bar.
     Returns:
     - losses: list of float, the training loss of every step.
     """
+    if clip is not None and clip <= 0:
+        raise ValueError(f"clip must be positive or None; got {clip}")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
-    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=0.5)
+    bar = progress_bar(range(steps), desc=desc, disable=not progress)
     model.train()
     for step in bar:
         x, y = batch_fn(step)
         loss = loss_fn(model, x, y)
-        opt.zero_grad()
-        loss.backward()
-        if clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
+        _step(model, loss, opt, clip)
         losses.append(loss.item())
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        if step % 20 == 19 or step == steps - 1:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
     model.eval()
     return losses
 
@@ -152,25 +156,19 @@ def digits_sequences(test_size=0.25, seed=0):
 # ----------------------------------------------------------------------------- Hochreiter & Schmidhuber
 
 def adding_problem(n, T, rng):
-    """The adding problem: add the two values marked in a sequence of length T.
+    """The adding problem as torch tensors: add the two values marked in a sequence of length T.
 
-    Each step carries (value, marker): values are uniform on [0, 1]; the marker is 1 at exactly two
-    steps, one in the first half and one in the second half, 0 elsewhere. The target is the sum of
-    the two marked values (mean 1, variance 1/6: predicting 1 always gives MSE 1/6).
+    The data are `lstmkit.grading.adding_problem(T, n, rng)` (the generator the assignments use):
+    each step carries (value, marker), values uniform on [0, 1], the marker 1 at exactly two steps
+    (one in each half) and 0 elsewhere; the target is the sum of the two marked values (mean 1,
+    variance 1/6: always predicting 1 gives MSE 1/6).
+    Inputs: n sequences of length T >= 2; rng: a numpy Generator (or an int seed).
     Returns: x (T, n, 2) float32, y (n,) float32.
     """
     if T < 2:
         raise ValueError(f"adding_problem needs T >= 2, got T={T}")
-    values = rng.uniform(0, 1, size=(T, n))
-    marker = np.zeros((T, n))
-    a = rng.integers(0, T // 2, size=n)
-    b = rng.integers(T // 2, T, size=n)
-    cols = np.arange(n)
-    marker[a, cols] = 1.0
-    marker[b, cols] = 1.0
-    x = np.stack([values, marker], axis=-1).astype(np.float32)
-    y = (values[a, cols] + values[b, cols]).astype(np.float32)
-    return torch.from_numpy(x), torch.from_numpy(y)
+    xs, ys = grading.adding_problem(T, n, rng)
+    return torch.from_numpy(xs), torch.from_numpy(ys)
 
 
 REBER_SYMBOLS = "BTSXPVE"

@@ -1,6 +1,8 @@
-"""Small training utilities: seeding, a fit loop with gradient clipping, truncated BPTT.
+"""Small training utilities: seeding, progress bars, a fit loop with gradient clipping, truncated BPTT.
 
 - seed_everything(seed): seed Python, NumPy and PyTorch.
+- progress_bar(iterable, desc): the progress bar every training loop in lstmkit shows; plain text
+  everywhere (a terminal bar on stderr, one updating text output in a notebook).
 - fit(model, batches, loss_fn, optimizer, ...): the usual loop, returning a History of losses and
   gradient norms (clipping after Pascanu et al. 2013).
 - tbptt_chunks / fit_tbptt: truncated backpropagation through time (Williams & Peng 1990) over a
@@ -9,14 +11,15 @@
 
 from __future__ import annotations
 
+import io
 import random
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
-__all__ = ["History", "seed_everything", "fit", "detach_state", "tbptt_chunks", "fit_tbptt"]
+__all__ = ["History", "seed_everything", "progress_bar", "fit", "detach_state", "tbptt_chunks", "fit_tbptt"]
 
 
 def seed_everything(seed):
@@ -25,6 +28,67 @@ def seed_everything(seed):
     np.random.seed(seed)
     torch.manual_seed(seed)
     return seed
+
+
+class _DisplayBar(tqdm):
+    """A tqdm bar drawn as one text/plain output that is updated in place (IPython display_id).
+
+    In a notebook, `tqdm.auto` would draw an ipywidget: a live front end shows it, but an executed
+    and saved notebook keeps only a widget reference, and rendering that (as the book build does)
+    needs JavaScript from a CDN. Here every refresh replaces the text of a single display output,
+    so a live notebook shows an updating bar and a saved one holds exactly the final line,
+    e.g. "digits: 100%|██████████| 300/300 [00:09<00:00, 31.2it/s, loss=0.0412]".
+    """
+
+    monitor_interval = 0   # no monitor thread: every display update comes from the training loop
+
+    def __init__(self, *args, **kwargs):
+        self._handle = None
+        kwargs.setdefault("file", io.StringIO())   # tqdm's own writes (newlines) go nowhere
+        kwargs.setdefault("ascii", False)
+        kwargs.setdefault("ncols", 80)
+        super().__init__(*args, **kwargs)
+
+    def display(self, msg=None, pos=None):
+        from IPython.display import display
+
+        bundle = {"text/plain": self.__str__() if msg is None else msg}
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+        return True
+
+
+def _in_notebook():
+    """True inside a Jupyter kernel (a live notebook, or one executed by nbclient/the book build)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def progress_bar(iterable, desc=None, *, disable=False, **kwargs):
+    """Wrap `iterable` in the progress bar used by every training loop in lstmkit.
+
+    In a terminal (or any plain Python process) this is an ordinary tqdm bar on stderr. In a
+    Jupyter kernel it is one text output updated in place, never an ipywidget: the bar renders the
+    same in JupyterLab, VS Code, an executed notebook and the built book, which keeps just the
+    final bar line and loads no JavaScript for it.
+
+    Inputs:
+    - iterable: what to iterate over (e.g. range(steps)).
+    - desc: label in front of the bar.
+    - disable: no bar at all (for tests and quiet runs).
+    - kwargs: passed on to tqdm (e.g. total, mininterval).
+    Returns:
+    - a tqdm instance; iterate over it, call .set_postfix(loss=...) to show the loss.
+    """
+    cls = _DisplayBar if _in_notebook() else tqdm
+    kwargs.setdefault("mininterval", 0.5)
+    return cls(iterable, desc=desc, disable=disable, **kwargs)
 
 
 @dataclass
@@ -76,7 +140,7 @@ def fit(model, batches, loss_fn, optimizer, epochs=1, clip=None, progress=True):
     - optimizer: a torch.optim optimiser over model's parameters.
     - epochs: number of passes.
     - clip: if given, rescale gradients to a global 2-norm of at most `clip` (Pascanu et al. 2013).
-    - progress: show a tqdm progress bar (a widget in notebooks).
+    - progress: show a progress bar (`progress_bar`: text in a terminal and in notebooks).
     Returns:
     - History with one loss and one gradient norm per step.
     """
@@ -84,7 +148,7 @@ def fit(model, batches, loss_fn, optimizer, epochs=1, clip=None, progress=True):
         raise ValueError(f"clip must be positive or None; got {clip}")
     hist = History()
     model.train()
-    bar = tqdm(range(epochs), desc="epochs", disable=not progress)
+    bar = progress_bar(range(epochs), desc="epochs", disable=not progress)
     for _ in bar:
         total, n = 0.0, 0
         for inputs, targets in batches:
@@ -145,7 +209,7 @@ def fit_tbptt(model, xs, ys, loss_fn, optimizer, k, epochs=1, clip=None, progres
         raise ValueError(f"clip must be positive or None; got {clip}")
     hist = History()
     model.train()
-    bar = tqdm(range(epochs), desc="epochs", disable=not progress)
+    bar = progress_bar(range(epochs), desc="epochs", disable=not progress)
     for _ in bar:
         s, total, n = detach_state(state), 0.0, 0
         for x, y in tbptt_chunks(xs, ys, k):

@@ -1,4 +1,6 @@
-"""lstmkit.train: seeding, fit, clipping, truncated BPTT."""
+"""lstmkit.train: seeding, progress bars, fit, clipping, truncated BPTT."""
+
+import io
 
 import matplotlib
 
@@ -9,7 +11,15 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from lstmkit.torch import LSTM  # noqa: E402
-from lstmkit.train import History, detach_state, fit, fit_tbptt, seed_everything, tbptt_chunks  # noqa: E402
+from lstmkit.train import (  # noqa: E402
+    History,
+    detach_state,
+    fit,
+    fit_tbptt,
+    progress_bar,
+    seed_everything,
+    tbptt_chunks,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -122,3 +132,51 @@ def test_fit_tbptt_learns():
                      k=8, epochs=12, progress=False)
     assert isinstance(hist, History)
     assert hist.epoch_losses[-1] < 0.3 * hist.epoch_losses[0]
+
+
+def test_progress_bar_in_a_terminal_is_plain_tqdm():
+    out = io.StringIO()
+    items = list(progress_bar(range(7), desc="steps", file=out, mininterval=0))
+    assert items == list(range(7))
+    assert "steps: 100%" in out.getvalue() and "7/7" in out.getvalue()
+    assert list(progress_bar(range(3), disable=True)) == [0, 1, 2]
+
+
+NOTEBOOK_LOOPS = """
+import torch
+from lstmkit import tasks
+from lstmkit.train import fit, fit_tbptt, progress_bar
+
+torch.manual_seed(0)
+for _ in progress_bar(range(40), desc="plain", mininterval=0):
+    pass
+m = torch.nn.Linear(2, 1)
+tasks.train(m, lambda s: (torch.randn(4, 2), torch.randn(4)),
+            lambda m, x, y: ((m(x).squeeze(-1) - y) ** 2).mean(), 30, desc="tasks.train")
+fit(m, [(torch.randn(4, 2), torch.randn(4, 1))], torch.nn.functional.mse_loss,
+    torch.optim.SGD(m.parameters(), lr=0.1), epochs=3)
+rnn = torch.nn.RNN(1, 2)
+hist = fit_tbptt(rnn, torch.randn(6, 1, 1), torch.randn(6, 1, 2), torch.nn.functional.mse_loss,
+                 torch.optim.SGD(rnn.parameters(), lr=0.1), k=3, epochs=2)
+"""
+
+
+def test_progress_bars_in_an_executed_notebook_are_one_text_line_each():
+    """The book executes chapters with nbclient: each loop must leave one final text line, no widget."""
+    import nbclient
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(NOTEBOOK_LOOPS)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    outputs = nb.cells[0].outputs
+    assert [o.output_type for o in outputs] == ["display_data"] * 4, outputs   # nothing on stderr
+    lines = [o.data["text/plain"] for o in outputs]
+    assert all(list(o.data) == ["text/plain"] for o in outputs)                  # no widget view
+    assert "widgets" not in nb.metadata
+    for line, (desc, total) in zip(lines, [("plain", 40), ("tasks.train", 30), ("epochs", 3), ("epochs", 2)],
+                                   strict=True):
+        assert line.startswith(f"{desc}: 100%") and f"{total}/{total}" in line, line
+        assert "\r" not in line and "\n" not in line
+    assert "loss=" in lines[1] and "loss=" in lines[2]
