@@ -16,13 +16,23 @@ hard-coded answer fails. Checks print nothing and emit no warnings: nbgrader sco
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import grading_run as _runs
 from . import reference as ref
+from .grading_run import _call, _copy_params, _pair  # noqa: F401 - re-exported
+
+_sigmoid_run = _runs.sigmoid_run
+_preact_run = _runs.preact_run
+_gates_run = _runs.gates_run
+_cell_forward_run = _runs.cell_forward_run
+_numgrad_run = _runs.numgrad_run
+_torch_cell_run = _runs.torch_cell_run
+_torch_layer_run = _runs.torch_layer_run
+_adding_run = _runs.adding_run
 
 FORWARD_TOL = 1e-8
 GRAD_TOL = 1e-6
@@ -84,27 +94,6 @@ def _expect(name, value, expected, tol, hint=""):
     return arr
 
 
-def _call(what, fn, *args):
-    """Call student code with warnings and floating-point overflow turned into clear failures."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with np.errstate(over="raise", invalid="raise", divide="raise"):
-            try:
-                return fn(*args)
-            except FloatingPointError as e:
-                raise AssertionError(
-                    f"{what} hit a floating-point error ({e}): does it overflow for large inputs?"
-                ) from None
-            except Warning as w:
-                raise AssertionError(f"{what} raised the warning {type(w).__name__}: {w}") from None
-
-
-def _pair(what, value, names):
-    if not (isinstance(value, (tuple, list)) and len(value) == 2):
-        raise AssertionError(f"{what} should be a pair ({names[0]}, {names[1]}); got {type(value).__name__}")
-    return value
-
-
 def _sizes(rng):
     """Random (T, B, D, H) small enough for quick checks."""
     return (
@@ -118,10 +107,6 @@ def _sizes(rng):
 def _params(rng, D, H, scale=1.0):
     p = ref.init_params(D, H, rng=rng)
     return {k: v * scale for k, v in p.items()}
-
-
-def _copy_params(params):
-    return {k: np.array(v) for k, v in params.items()}
 
 
 def _blocks(a, H):
@@ -139,13 +124,6 @@ def _sigmoid_inputs(seed):
     z.flat[0] = -1000.0 if z.size == 1 else z.flat[0]
     big = np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0]) * rng.uniform(0.5, 1.5)
     return {"z": z, "z_big": big}
-
-
-def _sigmoid_run(fn, inputs):
-    return {
-        "s": _call("sigmoid(z)", fn, np.array(inputs["z"])),
-        "s_big": _call("sigmoid(z) for |z| up to 1000", fn, np.array(inputs["z_big"])),
-    }
 
 
 def _sigmoid_compare(inputs, out):
@@ -182,17 +160,6 @@ def _cell_inputs(seed, scale=1.0):
     }
 
 
-def _preact_run(fn, inputs):
-    a = _call(
-        "gate_preactivations",
-        fn,
-        np.array(inputs["x"]),
-        np.array(inputs["h_prev"]),
-        _copy_params(inputs["params"]),
-    )
-    return {"a": a}
-
-
 def _preact_compare(inputs, out):
     a_ref = ref.gate_preactivations(inputs["x"], inputs["h_prev"], inputs["params"])
     a = _as_array("a", out["a"])
@@ -216,15 +183,6 @@ def _gates_inputs(seed):
     a[0, 0] = 800.0  # large pre-activations must not overflow
     a[-1, -1] = -800.0
     return {"a": a}
-
-
-def _gates_run(fn, inputs):
-    gates = _call("gate_activations(a)", fn, np.array(inputs["a"]))
-    if not (isinstance(gates, (tuple, list)) and len(gates) == 4):
-        raise AssertionError(
-            f"gate_activations should return the four gates (i, f, g, o); got {type(gates).__name__}"
-        )
-    return dict(zip(GATES, gates, strict=True))
 
 
 def _gates_compare(inputs, out):
@@ -263,19 +221,6 @@ check_gate_activations = Check("gate_activations", _gates_inputs, _gates_run, _g
 
 
 # ----------------------------------------------------------------------------- cell_forward
-
-
-def _cell_forward_run(fn, inputs):
-    result = _call(
-        "cell_forward",
-        fn,
-        np.array(inputs["x"]),
-        (np.array(inputs["h_prev"]), np.array(inputs["c_prev"])),
-        _copy_params(inputs["params"]),
-    )
-    state, _cache = _pair("cell_forward(x, (h_prev, c_prev), params)", result, ("(h, c)", "cache"))
-    h, c = _pair("the first thing cell_forward returns", state, ("h", "c"))
-    return {"h": h, "c": c}
 
 
 def _cell_forward_mistakes(inputs):
@@ -364,16 +309,15 @@ def _cell_backward_inputs(seed):
     return inputs
 
 
+def _cell_backward_child_inputs(inputs):
+    """The run's inputs plus the reference's forward cache (computed by the trusted side)."""
+    state = (inputs["h_prev"], inputs["c_prev"])
+    _, cache = ref.cell_forward(inputs["x"], state, _copy_params(inputs["params"]))
+    return {**inputs, "cache": cache}
+
+
 def _cell_backward_run(fn, inputs):
-    _, cache = ref.cell_forward(
-        inputs["x"], (inputs["h_prev"], inputs["c_prev"]), _copy_params(inputs["params"])
-    )
-    result = _call("cell_backward", fn, (np.array(inputs["dh"]), np.array(inputs["dc"])), cache)
-    if not (isinstance(result, (tuple, list)) and len(result) == 3):
-        raise AssertionError("cell_backward should return dx, (dh_prev, dc_prev), grads")
-    dx, dstate, grads = result
-    dh_prev, dc_prev = _pair("the second thing cell_backward returns", dstate, ("dh_prev", "dc_prev"))
-    return {"dx": dx, "dh_prev": dh_prev, "dc_prev": dc_prev, "grads": grads}
+    return _runs.cell_backward_run(fn, _cell_backward_child_inputs(inputs))
 
 
 def _cell_backward_compare(inputs, out):
@@ -405,16 +349,14 @@ def _backward_inputs(seed):
     }
 
 
-def _backward_run(fn, inputs):
+def _backward_child_inputs(inputs):
+    """The run's inputs plus the reference's forward cache (computed by the trusted side)."""
     _, _, cache = ref.forward(inputs["xs"], (inputs["h0"], inputs["c0"]), _copy_params(inputs["params"]))
-    result = _call(
-        "backward", fn, np.array(inputs["dhs"]), (np.array(inputs["dh_T"]), np.array(inputs["dc_T"])), cache
-    )
-    if not (isinstance(result, (tuple, list)) and len(result) == 3):
-        raise AssertionError("backward should return dxs, (dh0, dc0), grads")
-    dxs, dstate, grads = result
-    dh0, dc0 = _pair("the second thing backward returns", dstate, ("dh0", "dc0"))
-    return {"dxs": dxs, "dh0": dh0, "dc0": dc0, "grads": grads}
+    return {**inputs, "cache": cache}
+
+
+def _backward_run(fn, inputs):
+    return _runs.backward_run(fn, _backward_child_inputs(inputs))
 
 
 def _step_grads(inputs, cache):
@@ -466,17 +408,6 @@ def _numgrad_inputs(seed):
     return {"x": rng.standard_normal(shape), "w": rng.standard_normal(shape), "v": rng.standard_normal(shape)}
 
 
-def _numgrad_run(fn, inputs):
-    x = np.array(inputs["x"])
-    w, v = inputs["w"], inputs["v"]
-
-    def f():  # reads x, which numerical_gradient changes in place
-        return float(np.sum(w * np.sin(x)) + np.sum(v * x**3))
-
-    grad = _call("numerical_gradient", fn, f, x)
-    return {"grad": grad, "x_after": x}
-
-
 def _numgrad_compare(inputs, out):
     x, w, v = inputs["x"], inputs["w"], inputs["v"]
     expected = w * np.cos(x) + 3 * v * x**2
@@ -498,43 +429,7 @@ check_numerical_gradient = Check("numerical_gradient", _numgrad_inputs, _numgrad
 # ----------------------------------------------------------------------------- PyTorch modules
 
 
-def _torch_load(module, state_dict, what):
-    import torch
-
-    expected = {k: tuple(v.shape) for k, v in state_dict.items()}
-    got = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    if got != expected:
-        raise AssertionError(f"{what} has parameters {got}, expected {expected} (PyTorch's layout)")
-    module.load_state_dict({k: torch.tensor(v) for k, v in state_dict.items()})
-
-
-def _torch_cell_run(cls, inputs):
-    import torch
-
-    D, H = inputs["params"]["weight_ih"].shape[1], inputs["h_prev"].shape[1]
-    cell = _call(f"LSTMCell({D}, {H})", cls, D, H).double()
-    _torch_load(cell, dict(inputs["params"]), "the cell")
-    with torch.no_grad():
-        x, h, c = (torch.tensor(inputs[k]) for k in ("x", "h_prev", "c_prev"))
-        h, c = _pair("the cell's forward", _call("cell(x, (h, c))", cell, x, (h, c)), ("h", "c"))
-    return {"h": h, "c": c}
-
-
 check_torch_cell = Check("torch_cell", _cell_inputs, _torch_cell_run, _cell_forward_compare)
-
-
-def _torch_layer_run(cls, inputs):
-    import torch
-
-    D, H = inputs["params"]["weight_ih"].shape[1], inputs["h0"].shape[1]
-    layer = _call(f"LSTM({D}, {H})", cls, D, H).double()
-    _torch_load(layer, {f"{k}_l0": v for k, v in inputs["params"].items()}, "the layer")
-    with torch.no_grad():
-        xs, h0, c0 = (torch.tensor(inputs[k]) for k in ("xs", "h0", "c0"))
-        result = _call("lstm(xs, (h0, c0))", layer, xs, (h0[None], c0[None]))
-    hs, state = _pair("the layer's forward", result, ("output", "(h_n, c_n)"))
-    h_n, c_n = _pair("the final state", state, ("h_n", "c_n"))
-    return {"hs": hs, "h_n": h_n, "c_n": c_n}
 
 
 def _torch_layer_compare(inputs, out):
@@ -583,10 +478,6 @@ def _adding_inputs(seed):
     return {"xs": xs, "ys": ys}
 
 
-def _adding_run(predict, inputs):
-    return {"pred": _call("predict(xs)", predict, np.array(inputs["xs"]))}
-
-
 def _adding_compare(inputs, out):
     pred = _as_array("predict(xs)", out["pred"]).reshape(-1)
     ys = inputs["ys"].astype(np.float64)
@@ -616,4 +507,11 @@ CHECKS = {
         check_torch_layer,
         check_adding,
     )
+}
+
+# What the sandboxed run of a check needs beyond make_inputs(seed): check name -> inputs -> inputs.
+# Everything else a run gets is make_inputs(seed) itself (see lstmkit.grading_run).
+CHILD_INPUTS = {
+    "cell_backward": _cell_backward_child_inputs,
+    "backward": _backward_child_inputs,
 }
