@@ -1,0 +1,263 @@
+"""The sandboxed child: runs one student's code and returns data only.
+
+This file is copied into the submission's temporary folder and run there as
+`python -I -B child.py WORKDIR` inside `unshare --user --map-root-user --net --mount --pid --fork
+--mount-proc` (see sandbox.py). It imports nothing from lstmkit (the real package is hidden): the
+stand-in package and `_lstmkit_run.py` (lstmkit/grading_run.py) sit next to it.
+
+Before any student code runs it
+1. makes every mount read-only, hides the paths in job["hide"] under empty tmpfs mounts, mounts a
+   fresh tmpfs on /tmp and binds WORKDIR to /tmp/work (the only writable place);
+2. drops every capability for good (securebits, bounding set, no_new_privs), so the student cannot
+   undo the mounts;
+3. sets rlimits (CPU, address space, file size, processes, no core dumps);
+4. installs an audit hook that refuses (and records) opening hidden paths and network connections.
+
+Then it executes the cells in order (the student's solution cells and the instructor's given cells;
+never test cells) and, for each check call, loads the inputs (np.load, allow_pickle=False), calls
+the student's function through the check's run step and writes the outputs as `<id>.npz` plus a
+small `<id>.json` (status and message), atomically, one call at a time. The trusted process
+compares the outputs with the reference itself; nothing written here is trusted beyond its numbers.
+"""
+
+import ctypes
+import json
+import os
+import resource
+import sys
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
+MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME = 1024, 2048, 1 << 21, 1 << 24
+MOUNT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
+               "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME}
+MARKER = "[lstmkit-reference-used]"
+WORK = "/tmp/work"
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+
+
+def _mount(source, target, fstype, flags, data=None):
+    enc = lambda s: None if s is None else s.encode()  # noqa: E731
+    if libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+
+def _unescape(path):
+    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def isolate_filesystem(workdir, hide):
+    """Everything read-only, `hide` under empty tmpfs, /tmp a fresh tmpfs with WORKDIR bound at /tmp/work."""
+    fd = os.open(workdir, os.O_PATH | os.O_DIRECTORY)
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split() for line in f]
+    for fields in mounts:
+        target = _unescape(fields[4])
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+        for opt in fields[5].split(","):
+            flags |= MOUNT_FLAGS.get(opt, 0)
+        try:
+            _mount(None, target, None, flags)
+        except OSError:
+            if target == "/":
+                raise
+    for path in hide:
+        if os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0555")
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
+    os.mkdir(WORK)
+    _mount(f"/proc/self/fd/{fd}", WORK, None, MS_BIND)
+    _mount(None, WORK, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
+    os.close(fd)
+    os.chdir(WORK)
+
+
+def drop_privileges():
+    """No capability left and none to regain by exec: the mounts above cannot be undone."""
+    pr_set_securebits, pr_capbset_drop, pr_set_no_new_privs = 28, 24, 38
+    if libc.prctl(pr_set_securebits, 0xEF, 0, 0, 0) != 0:  # noroot, no_setuid_fixup, keep_caps, locked
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECUREBITS)")
+    for cap in range(64):
+        libc.prctl(pr_capbset_drop, cap, 0, 0, 0)
+    if libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    header, data = Header(0x20080522, 0), (Data * 2)()
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+    with open("/proc/self/status") as f:
+        eff = [line for line in f if line.startswith("CapEff")][0].split()[1]
+    if int(eff, 16) != 0:
+        raise RuntimeError(f"capabilities left after dropping them: {eff}")
+
+
+def set_limits(limits):
+    for name, value in (("RLIMIT_FSIZE", limits["fsize"]),
+                        ("RLIMIT_NPROC", limits["nproc"]), ("RLIMIT_CORE", 0)):
+        resource.setrlimit(getattr(resource, name), (value, value))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu"], limits["cpu"] + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (limits["memory"], limits["memory"]))
+
+
+FLAGS = []
+
+
+def flag(message, flags_file):
+    FLAGS.append(message)
+    try:
+        with open(flags_file, "a") as f:
+            f.write(message + "\n")
+    except OSError:
+        pass
+
+
+def install_audit_hook(hide, flags_file):
+    prefixes = tuple(p.rstrip("/") + "/" for p in hide)
+
+    def hook(event, args):
+        if event == "open" and isinstance(args[0], (str, bytes)):
+            path = os.fsdecode(args[0])
+            full = os.path.abspath(path) + "/"
+            if full.startswith(prefixes):
+                flag(f"tried to open {path} (course or grader files)", flags_file)
+                raise PermissionError(f"the grader's sandbox refused to open {path}")
+        elif event == "socket.connect":
+            address = args[1]
+            if not isinstance(address, (str, bytes)):
+                flag(f"tried to open a network connection to {address!r}", flags_file)
+                raise PermissionError("the grader's sandbox has no network")
+
+    sys.addaudithook(hook)
+
+
+def unflatten(npz):
+    """{"params/weight_ih": a, "x": b} -> {"params": {"weight_ih": a}, "x": b}; 0-d ints -> int."""
+    out = {}
+    for key in npz.files:
+        value = npz[key]
+        if value.ndim == 0 and value.dtype.kind in "iub":
+            value = value.item()
+        node = out
+        *parents, last = key.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return out
+
+
+def encode(value, name, arrays, meta):
+    """Store one output as an array (or describe what it was) under `name`."""
+    if value is None:
+        meta[name] = {"kind": "none"}
+        return
+    if isinstance(value, dict):
+        meta[name] = {"kind": "dict", "keys": []}
+        for k, v in value.items():
+            if isinstance(k, str) and "/" not in k and len(meta[name]["keys"]) < 16:
+                meta[name]["keys"].append(k)
+                encode(v, f"{name}/{k}", arrays, meta)
+        return
+    try:
+        if hasattr(value, "detach"):
+            value = value.detach().cpu().numpy()
+        arr = __import__("numpy").asarray(value)
+        if arr.dtype.kind not in "biufc" or arr.size > 10_000_000:
+            raise TypeError
+    except Exception:  # noqa: BLE001 - anything a student may return
+        meta[name] = {"kind": "other", "type": type(value).__name__[:40]}
+        return
+    arrays[name] = arr
+    meta[name] = {"kind": "array"}
+
+
+def run_cells(cells, namespace):
+    errors = {}
+    for grade_id, _role, source in cells:
+        lines = ["pass" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+        try:
+            exec(compile("\n".join(lines), f"<cell {grade_id}>", "exec"), namespace)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # noqa: BLE001 - the student's code
+            errors[grade_id] = f"{type(e).__name__}: {e}"[:300]
+    return errors
+
+
+def classify(e):
+    text = f"{type(e).__name__}: {e}"
+    if MARKER in text or type(e).__name__ == "ReferenceUsed":
+        return "flagged", str(e).replace(MARKER, "").strip()
+    if isinstance(e, AssertionError):
+        return "fail", str(e)
+    if isinstance(e, MemoryError):
+        return "memory", f"ran out of memory ({type(e).__name__})"
+    return "error", text
+
+
+def write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def main(workdir):
+    with open(os.path.join(workdir, "job.json")) as f:
+        job = json.load(f)
+    if job["isolate"]:
+        isolate_filesystem(workdir, job["hide"])
+        drop_privileges()
+        workdir = WORK
+    else:
+        os.chdir(workdir)
+    flags_file = os.path.join(workdir, "flags.txt")
+    sys.path.insert(0, os.path.join(workdir, "pkgs"))
+    sys.path.insert(0, workdir)
+    os.environ.update(HOME=workdir, MPLBACKEND="Agg", MPLCONFIGDIR=os.path.join(workdir, ".mpl"),
+                      OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    import numpy as np
+    from _lstmkit_run import RUNS
+
+    set_limits(job["limits"])
+    install_audit_hook(job["hide"], flags_file)
+    write_json(os.path.join(workdir, "out", "ready.json"), {"isolated": job["isolate"]})
+    namespace = {"__name__": "__main__"}
+    cell_errors = run_cells(job["cells"], namespace)
+    write_json(os.path.join(workdir, "out", "cells.json"), {"errors": cell_errors, "flags": FLAGS[:20]})
+    for call in job["calls"]:
+        before = len(FLAGS)
+        fn = namespace.get(call["fn"])
+        arrays, meta, status, message = {}, {}, "done", ""
+        try:
+            if fn is None:
+                raise NameError(f"name '{call['fn']}' is not defined")
+            with np.load(os.path.join(workdir, "in", f"{call['id']}.npz"), allow_pickle=False) as npz:
+                inputs = unflatten(npz)
+            outputs = RUNS[call["check"]](fn, inputs)
+            for name, value in outputs.items():
+                encode(value, name, arrays, meta)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # noqa: BLE001 - the student's code
+            status, message = classify(e)
+        if len(FLAGS) > before:
+            status, message = "flagged", FLAGS[before]
+        out = os.path.join(workdir, "out", call["id"])
+        np.savez(out + ".tmp.npz", **arrays)
+        os.replace(out + ".tmp.npz", out + ".npz")
+        write_json(out + ".json", {"status": status, "message": message[:500], "meta": meta})
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,168 @@
+"""`lstmkit grade` and `lstmkit check`: a batch of submissions, locally or on a Dask cluster.
+
+The coordinating process reads the plan from the source notebook, sends one job per student to
+`grade_submission` (inline, a local process pool, or `Client(address).map` on a Dask cluster: the
+same function on the same data, so the results are identical), and alone writes the outputs:
+the CSV, the gradebook, the feedback and the autograded notebooks.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .feedback import write_autograded, write_feedback
+from .gradebook import check_assignment, save_scores
+from .plan import load_plan, plan_from_notebook
+from .sandbox import namespaces_work
+from .submission import SEVERITY, grade_submission, make_job
+
+
+class GraderError(RuntimeError):
+    """Bad usage: unknown assignment, no submissions, missing course folder."""
+
+
+def _submissions(course, assignment, plan, students):
+    root = course / "submitted"
+    if not root.is_dir():
+        raise GraderError(f"{root} does not exist: put submissions in submitted/<student>/{assignment}/")
+    folders = {p.parent.name: p for p in sorted(root.glob(f"*/{assignment}")) if p.is_dir()}
+    if students:
+        unknown = sorted(set(students) - set(folders))
+        if unknown:
+            raise GraderError(f"no submission of {assignment} for {', '.join(unknown)} in {root}")
+        folders = {s: folders[s] for s in sorted(set(students))}
+    if not folders:
+        raise GraderError(f"no submissions of {assignment} in {root}/<student>/{assignment}/")
+    return folders
+
+
+def _read(folder, plan):
+    path = folder / f"{plan.notebook}.ipynb"
+    if not path.exists():
+        found = sorted(folder.glob("*.ipynb"))
+        if len(found) != 1:
+            return ""
+        path = found[0]
+    return path.read_text(errors="replace")
+
+
+def _run_jobs(jobs, workers, scheduler, progress):
+    bar = tqdm(total=len(jobs), desc="grading", unit="submission", disable=not progress)
+    results = []
+    if scheduler:
+        from dask.distributed import Client
+        from dask.distributed import as_completed as dask_completed
+
+        with Client(scheduler) as client:
+            futures = client.map(grade_submission, jobs, key=[f"lstmkit-grade-{j['student']}-{id(j)}"
+                                                              for j in jobs], pure=False)
+            for future in dask_completed(futures):
+                results.append(future.result())
+                bar.update()
+    elif workers == 1 or len(jobs) == 1:
+        for job in jobs:
+            results.append(grade_submission(job))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for future in as_completed([pool.submit(grade_submission, job) for job in jobs]):
+                results.append(future.result())
+                bar.update()
+    bar.close()
+    return sorted(results, key=lambda r: r["student"])
+
+
+def _points(x):
+    return f"{x:g}"
+
+
+def csv_row(plan, result):
+    row = {"student": result["student"]}
+    row.update({t.grade_id: result["parts"][t.grade_id]["points"] for t in plan.tests})
+    row.update(total=result["total"], max=result["max"], status=result["status"], reason=result["reason"])
+    return row
+
+
+def write_csv(path, plan, rows):
+    columns = ["student", *[t.grade_id for t in plan.tests], "total", "max", "status", "reason"]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _points(v) if isinstance(v, float) else v for k, v in row.items()})
+
+
+def summary_table(plan, rows, results):
+    """The table printed at the end: one line per student, then the count per status."""
+    width = max([7, *(len(r["student"]) for r in rows)])
+    lines = [f"{'student':<{width}}  {'points':>11}  {'status':<8}  reason"]
+    for row in rows:
+        pts = f"{_points(row['total'])} / {_points(row['max'])}"
+        reason = row["reason"] if len(row["reason"]) <= 90 else row["reason"][:87] + "..."
+        lines.append(f"{row['student']:<{width}}  {pts:>11}  {row['status']:<8}  {reason}")
+    counts = {s: sum(r["status"] == s for r in rows) for s in SEVERITY}
+    seconds = [r["seconds"] for r in results]
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n)
+                 + f"; {sum(seconds) / max(1, len(seconds)):.2f} s per submission")
+    return "\n".join(lines)
+
+
+def grade(assignment, course="assignments", students=None, workers=None, scheduler=None, timeout=60,
+          memory=2048, progress=True):
+    """Grade every submission of `assignment`; write the CSV, gradebook, feedback, autograded notebooks.
+
+    Returns one dict per student (sorted by student) with the CSV's columns.
+    """
+    course = Path(course)
+    if not course.is_dir():
+        raise GraderError(f"course folder {course} does not exist (use --course DIR)")
+    if not (course / "source" / assignment).is_dir():
+        known = sorted(p.name for p in (course / "source").glob("*") if p.is_dir())
+        raise GraderError(f"unknown assignment '{assignment}' (the course has: {', '.join(known) or 'none'})")
+    plan = load_plan(course, assignment)
+    check_assignment(course, plan)
+    folders = _submissions(course, assignment, plan, students)
+    if not namespaces_work():
+        raise GraderError("the sandbox needs `unshare` with user, network, mount and pid namespaces; "
+                          "it is not available on this machine")
+    texts = {student: _read(folder, plan) for student, folder in folders.items()}
+    jobs = [make_job(plan, student, text, course=course.resolve(), timeout=timeout, memory=memory)
+            for student, text in texts.items()]
+    results = _run_jobs(jobs, workers or os.cpu_count() or 1, scheduler, progress)
+    rows = [csv_row(plan, r) for r in results]
+    write_csv(course / f"grades-{assignment}.csv", plan, rows)
+    save_scores(course, plan, results, folders)
+    for r in results:
+        student = r["student"]
+        write_feedback(course / "feedback" / student / assignment, plan, r)
+        write_autograded(course / "autograded" / student / assignment / f"{plan.notebook}.ipynb", plan,
+                         texts[student], r)
+    if progress:
+        print(summary_table(plan, rows, results))
+    return rows
+
+
+def check_notebook(path, timeout=60, memory=2048):
+    """Run the visible checks of a student's notebook in the sandbox (without it if namespaces are not
+    available on this machine: it is the student's own code). One dict per visible check call:
+    {part, check, fn, seed, passed, status, message}."""
+    path = Path(path)
+    if not path.exists():
+        raise GraderError(f"{path} does not exist")
+    text = path.read_text(errors="replace")
+    plan = plan_from_notebook(text, path.stem, path.stem)
+    job = make_job(plan, "you", text, timeout=timeout, memory=memory, isolate=namespaces_work(),
+                   visible_only=True)
+    result = grade_submission(job)
+    report = []
+    for test in plan.tests:
+        for call in result["parts"][test.grade_id]["calls"]:
+            report.append({"part": test.grade_id, "check": call.get("check"), "fn": call.get("fn"),
+                           "seed": call.get("seed"), "passed": call["status"] == "pass",
+                           "status": call["status"], "message": call["message"]})
+    return report
