@@ -1,7 +1,7 @@
 """Data generators, small models and a training loop shared by the applied chapters and their tests.
 
 Every recurrent model here uses `lstmkit.torch.LSTM` (the drop-in for torch.nn.LSTM), except
-`RNNRegressor`, the vanilla-RNN baseline of the adding problem. Sequences are time-major (T, B, D),
+`RNNClassifier`/`RNNRegressor`, the vanilla-RNN baselines (torch.nn.RNN). Sequences are time-major (T, B, D),
 as everywhere in lstmkit. Generators take a `numpy.random.Generator`, so a seed fixes the data.
 
 Tasks:
@@ -24,9 +24,9 @@ from lstmkit.torch import LSTM
 from lstmkit.train import _step, progress_bar
 
 __all__ = [
-    "LSTM", "set_seed", "train", "digits_sequences", "SequenceClassifier", "SequenceRegressor",
-    "RNNRegressor", "StepClassifier", "adding_problem", "REBER_SYMBOLS", "embedded_reber",
-    "reber_batch", "temporal_order", "count_params",
+    "LSTM", "set_seed", "train", "digits_sequences", "add_forget_bias", "SequenceClassifier",
+    "SequenceRegressor", "StepClassifier", "RNNClassifier", "RNNRegressor", "adding_problem",
+    "REBER_SYMBOLS", "embedded_reber", "reber_batch", "temporal_order", "count_params",
 ]
 
 
@@ -77,17 +77,32 @@ def train(model, batch_fn, loss_fn, steps, *, lr=1e-2, clip=1.0, desc="training"
 
 # ----------------------------------------------------------------------------- models
 
+def add_forget_bias(lstm, forget_bias):
+    """Add `forget_bias` to the forget-gate block of every layer's bias_ih (gate order i, f, g, o).
+
+    Like `lstmkit.reference.init_params(..., forget_bias=...)`: the forget gate then starts near
+    sigmoid(forget_bias) instead of 1/2, so the cell keeps its content longer from the first step
+    (Gers et al. 2000; Jozefowicz et al. 2015 suggest 1). Returns the module.
+    """
+    H = lstm.hidden_size
+    with torch.no_grad():
+        for layer in range(lstm.num_layers):
+            getattr(lstm, f"bias_ih_l{layer}")[H:2 * H] += forget_bias
+    return lstm
+
+
 class SequenceClassifier(nn.Module):
     """LSTM over a sequence, then a linear layer on the last hidden state h_T.
 
     Inputs (forward): x (T, B, D). Returns: logits (B, n_out).
     num_layers > 1 stacks LSTM layers: each lower layer returns its full sequence h_1..h_T,
-    which is the input sequence of the layer above.
+    which is the input sequence of the layer above. forget_bias is added to the forget gate's
+    initial bias (see add_forget_bias).
     """
 
-    def __init__(self, D, H, n_out, num_layers=1):
+    def __init__(self, D, H, n_out, num_layers=1, forget_bias=0.0):
         super().__init__()
-        self.lstm = LSTM(D, H, num_layers=num_layers)
+        self.lstm = add_forget_bias(LSTM(D, H, num_layers=num_layers), forget_bias)
         self.head = nn.Linear(H, n_out)
 
     def forward(self, x):
@@ -98,37 +113,52 @@ class SequenceClassifier(nn.Module):
 class SequenceRegressor(SequenceClassifier):
     """SequenceClassifier with one output, squeezed: x (T, B, D) -> (B,)."""
 
-    def __init__(self, D, H, num_layers=1):
-        super().__init__(D, H, 1, num_layers)
+    def __init__(self, D, H, num_layers=1, forget_bias=0.0):
+        super().__init__(D, H, 1, num_layers, forget_bias)
 
     def forward(self, x):
         return super().forward(x).squeeze(-1)
 
 
-class RNNRegressor(nn.Module):
-    """Vanilla tanh RNN baseline (torch.nn.RNN): x (T, B, D) -> (B,)."""
-
-    def __init__(self, D, H):
-        super().__init__()
-        self.rnn = nn.RNN(D, H)
-        self.head = nn.Linear(H, 1)
-
-    def forward(self, x):
-        hs, _ = self.rnn(x)
-        return self.head(hs[-1]).squeeze(-1)
-
-
 class StepClassifier(nn.Module):
     """LSTM with a linear read-out at every step: x (T, B, D) -> logits (T, B, n_out)."""
 
-    def __init__(self, D, H, n_out):
+    def __init__(self, D, H, n_out, forget_bias=0.0):
         super().__init__()
-        self.lstm = LSTM(D, H)
+        self.lstm = add_forget_bias(LSTM(D, H), forget_bias)
         self.head = nn.Linear(H, n_out)
 
     def forward(self, x):
         hs, _ = self.lstm(x)
         return self.head(hs)
+
+
+class RNNClassifier(nn.Module):
+    """Vanilla tanh RNN baseline (torch.nn.RNN) with a linear read-out.
+
+    Inputs (forward): x (T, B, D). Returns: logits (B, n_out) from h_T, or (T, B, n_out) from
+    every h_t if per_step=True (the baseline for StepClassifier).
+    """
+
+    def __init__(self, D, H, n_out, per_step=False):
+        super().__init__()
+        self.rnn = nn.RNN(D, H)
+        self.head = nn.Linear(H, n_out)
+        self.per_step = per_step
+
+    def forward(self, x):
+        hs, _ = self.rnn(x)
+        return self.head(hs if self.per_step else hs[-1])
+
+
+class RNNRegressor(RNNClassifier):
+    """Vanilla tanh RNN baseline with one output, squeezed: x (T, B, D) -> (B,)."""
+
+    def __init__(self, D, H):
+        super().__init__(D, H, 1)
+
+    def forward(self, x):
+        return super().forward(x).squeeze(-1)
 
 
 # ----------------------------------------------------------------------------- digits
