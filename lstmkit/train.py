@@ -46,7 +46,7 @@ class _DisplayBar(tqdm):
         self._handle = None
         kwargs.setdefault("file", io.StringIO())   # tqdm's own writes (newlines) go nowhere
         kwargs.setdefault("ascii", False)
-        kwargs.setdefault("ncols", 80)
+        kwargs.setdefault("ncols", 88)
         super().__init__(*args, **kwargs)
 
     def display(self, msg=None, pos=None):
