@@ -75,6 +75,15 @@ def _uses(node, allowed):
     return found
 
 
+def _free_names(node):
+    """Names a def or class reads that it does not bind itself (arguments, local assignments)."""
+    loads = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    stores = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    args = {a.arg for n in ast.walk(node) if isinstance(n, ast.arguments)
+            for a in [*n.posonlyargs, *n.args, *n.kwonlyargs, *filter(None, [n.vararg, n.kwarg])]}
+    return loads - stores - args
+
+
 def _bound_names(stmt):
     names = set()
     for sub in ast.walk(stmt):
@@ -102,7 +111,7 @@ def scan(cells, allowed_reference):
             continue
         for stmt in tree.body:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                defs[stmt.name] = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name)}
+                defs[stmt.name] = _free_names(stmt)
                 uses = _uses(stmt, allowed)
                 if uses:
                     msg = f"{stmt.name} (cell {grade_id}) {uses[0]}"

@@ -135,6 +135,11 @@ def grade_submission(job):
             raise SandboxUnavailable(f"the sandbox did not start:\n{run['stderr_tail']}")
         cell_info = _read_cell_info(out)
         runtime_flags = _read_flags(work)
+        flood = max((work / f).stat().st_size for f in ("stdout.txt", "stderr.txt")) >= OUTPUT_CAP
+        if flood or run["forks_refused"]:  # the whole child is suspect: every part is affected
+            what = ("wrote too much output (output flood)" if flood
+                    else "started too many processes (process limit)")
+            run = {**run, "crashed_all": what}
         for call, test, inputs in calls:
             verdict = _judge(call, inputs, _read_outputs(out, call["id"]), run, cell_info, call["hidden"])
             if not call["hidden"]:  # seeds of hidden calls never leave this function
@@ -142,15 +147,36 @@ def grade_submission(job):
             parts[test.grade_id]["calls"].append(verdict)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    defined_in = _defined_in(cells)
     for test in plan.tests:
         part = parts[test.grade_id]
         fn = test.calls[0].fn
+        err = cell_info["errors"].get(defined_in.get(fn), "")
+        if err.startswith("MemoryError"):
+            part["calls"] = [{"status": "memory", "message": f"cell {defined_in[fn]} ran out of memory",
+                              "hidden": False}]
         if fn in tainted:
             part["calls"] = [{"status": "flagged", "message": f"{tainted[fn]}: write it yourself",
                               "hidden": False}]
         if cell_info["flags"]:  # refused file or network access while the cells ran
             part["calls"].append({"status": "flagged", "message": cell_info["flags"][0], "hidden": False})
     return _finish(job, parts, flags + runtime_flags, start)
+
+
+def _defined_in(cells):
+    """Function or class name -> grade_id of the (last) solution cell that defines it."""
+    import ast
+
+    out = {}
+    for grade_id, _role, source in cells:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                out[node.name] = grade_id
+    return out
 
 
 def _prepare(work, job, cells):
@@ -204,6 +230,8 @@ def _read_flags(work):
 
 def _judge(call, inputs, answer, run, cell_info, hidden):
     """One call's verdict: {status: pass|fail|error|..., message, hidden}."""
+    if run.get("crashed_all"):
+        return {"status": "crashed", "message": run["crashed_all"], "hidden": hidden}
     if answer is None:
         status, message = _death_reason(run)
         return {"status": status, "message": message, "hidden": hidden}

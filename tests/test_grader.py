@@ -1,0 +1,231 @@
+"""The trusted grader (`lstmkit grade`, `lstmkit check`) end to end on a temporary copy of the course.
+
+One fixture copies assignments/, runs `nbgrader generate_assignment` for gates and bptt (the
+gradebook needs their grade cells), submits real notebooks (the source solutions, the untouched
+release stubs, a wrong answer, an endless loop, a probe of the sandbox) and grades each assignment
+with the real CLI; the tests read the CSV, the gradebook (through `nbgrader export`), the feedback
+and the autograded notebooks.
+"""
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GATES_PARTS = ["test_sigmoid", "test_gate_preactivations", "test_gate_activations", "test_cell_forward"]
+
+# Runs inside the sandbox, at the top of the student's sigmoid cell: every isolation property that
+# fails is named in the AssertionError that the sigmoid check then reports.
+PROBE = '''
+import os, socket
+probes = []
+for path in ("/lstmkit-probe.txt", "/var/tmp/lstmkit-probe.txt", os.path.expanduser("~root/lstmkit-probe")):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        probes.append(f"could write {path}")
+    except OSError:
+        pass
+for path in ("COURSE", "PACKAGE"):
+    if os.path.exists(path) and os.listdir(path):
+        probes.append(f"could list {path}")
+if os.listdir("/tmp") != ["work"]:
+    probes.append(f"/tmp is shared: {os.listdir('/tmp')[:5]}")
+if [name for _, name in socket.if_nameindex()] != ["lo"]:
+    probes.append(f"network interfaces {socket.if_nameindex()}")
+if len([p for p in os.listdir("/proc") if p.isdigit()]) > 5:
+    probes.append("sees other processes")
+with open("/proc/self/status") as f:
+    if int([line for line in f if line.startswith("CapEff")][0].split()[1], 16):
+        probes.append("has capabilities")
+'''
+
+
+def run(*args, cwd=None):
+    # nbgrader runs `alembic` from PATH: put the venv's bin first.
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def edited(course, assignment, student, grade_id=None, old=None, new=None, prepend=None):
+    """Submit the source notebook with one solution cell edited."""
+    nb = nbformat.read(course / "source" / assignment / f"{assignment}.ipynb", 4)
+    cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    if grade_id:
+        assert len(cells) == 1
+        if old is not None:
+            assert old in cells[0].source
+            cells[0].source = cells[0].source.replace(old, new)
+        if prepend:
+            cells[0].source = prepend + "\n" + cells[0].source
+    submit(course, assignment, student, nb)
+
+
+def submit(course, assignment, student, nb):
+    folder = course / "submitted" / student / assignment
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / f"{assignment}.ipynb")
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    course = tmp_path_factory.mktemp("graded") / "course"
+    course.mkdir()
+    shutil.copytree(ROOT / "assignments" / "source", course / "source")
+    shutil.copy(ROOT / "assignments" / "nbgrader_config.py", course)
+    for a in ("gates", "bptt"):
+        r = run("nbgrader", "generate_assignment", a, "--force", cwd=course)
+        assert r.returncode == 0, r.stdout + r.stderr
+        edited(course, a, "honest")
+        submit(course, a, "blank", nbformat.read(course / "release" / a / f"{a}.ipynb", 4))
+    edited(course, "gates", "wrong", "cell_forward", "h = o * np.tanh(c)", "h = o * c")
+    edited(course, "gates", "endless", "cell_forward", "h_prev, c_prev = state\n",
+           "h_prev, c_prev = state\n    while True:\n        pass\n")
+    edited(course, "gates", "probe", "sigmoid", "### BEGIN SOLUTION\n",
+           "### BEGIN SOLUTION\n    assert not probes, probes\n",
+           prepend=PROBE.replace("COURSE", str(course)).replace("PACKAGE", str(ROOT / "lstmkit")))
+    edited(course, "bptt", "no_sum", "backward", "grads[k] += step_grads[k]", "grads[k] = step_grads[k]")
+    runs = {}
+    for a, workers in (("gates", "2"), ("bptt", "1")):
+        runs[a] = run("lstmkit.cli", "grade", a, "--course", str(course), "--workers", workers,
+                      "--timeout", "20")
+        assert runs[a].returncode == 0, runs[a].stdout + runs[a].stderr
+    runs["csv"] = {a: read_csv(course / f"grades-{a}.csv") for a in ("gates", "bptt")}
+    return course, runs
+
+
+def rows(course, assignment):
+    return {r["student"]: r for r in course[1]["csv"][assignment]}
+
+
+def test_csv_columns_points_status_and_reason(course):
+    with open(course[0] / "grades-gates.csv") as f:
+        assert f.readline().strip() == ",".join(["student", *GATES_PARTS, "total", "max", "status", "reason"])
+    gates = rows(course, "gates")
+    assert sorted(gates) == ["blank", "endless", "honest", "probe", "wrong"]
+    assert [gates["honest"][p] for p in GATES_PARTS] == ["2", "2", "2", "3"]
+    assert (gates["honest"]["total"], gates["honest"]["max"], gates["honest"]["status"]) == ("9", "9", "ok")
+    assert gates["honest"]["reason"] == ""
+    assert gates["probe"]["total"] == "9", gates["probe"]["reason"]  # every isolation probe held
+    blank = gates["blank"]
+    assert (blank["total"], blank["status"]) == ("0", "error")
+    assert blank["reason"].startswith("test_sigmoid: NotImplementedError: Replace this line")
+    wrong = gates["wrong"]
+    assert [wrong[p] for p in GATES_PARTS] == ["2", "2", "2", "0"] and wrong["status"] == "ok"
+    assert wrong["reason"] == "test_cell_forward: h looks like o * c: the new hidden state is h = o * tanh(c)"
+
+
+def test_endless_loop_times_out(course):
+    # the plot cell calls cell_forward while the cells run, so no check gets to run: every part times out
+    endless = rows(course, "gates")["endless"]
+    assert [endless[p] for p in GATES_PARTS] == ["0", "0", "0", "0"]
+    assert endless["status"] == "timeout"
+    assert endless["reason"] == "; ".join(
+        f"{p}: did not finish within the time limit (wall clock)" for p in GATES_PARTS)
+
+
+def test_bptt_uses_the_reference_cache_and_names_the_mistake(course):
+    bptt = rows(course, "bptt")
+    assert (bptt["honest"]["total"], bptt["honest"]["max"], bptt["honest"]["status"]) == ("10", "10", "ok")
+    assert bptt["blank"]["total"] == "0" and bptt["blank"]["status"] == "error"
+    no_sum = bptt["no_sum"]
+    assert (no_sum["test_cell_backward"], no_sum["test_backward"], no_sum["total"]) == ("4", "0", "6")
+    assert "did you sum over the time steps?" in no_sum["reason"]
+
+
+def test_regrading_with_other_workers_gives_the_same_csv(course):
+    path = course[0] / "grades-bptt.csv"
+    first = path.read_text()
+    r = run("lstmkit.cli", "grade", "bptt", "--course", str(course[0]), "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    assert path.read_text() == first
+
+
+def test_summary_table_is_printed(course):
+    out = course[1]["gates"].stdout
+    assert "student" in out and "status" in out
+    assert any(line.split()[:4] == ["wrong", "6", "/", "9"] for line in out.splitlines()), out
+
+
+def test_nbgrader_export_agrees_with_the_csv(course):
+    root = course[0]
+    r = run("nbgrader", "export", cwd=root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    exported = {(e["assignment"], e["student_id"]): e for e in read_csv(root / "grades.csv")}
+    for a in ("gates", "bptt"):
+        for student, row in rows(course, a).items():
+            e = exported[(a, student)]
+            assert float(e["raw_score"]) == float(row["total"]), (a, student, e)
+            assert float(e["max_score"]) == float(row["max"]) + 3  # plus the written answer, graded by hand
+
+
+def test_feedback_has_no_hidden_tests(course):
+    root = course[0]
+    hidden = []
+    for a in ("gates", "bptt"):
+        nb = nbformat.read(root / "source" / a / f"{a}.ipynb", 4)
+        for cell in nb.cells:
+            if "### BEGIN HIDDEN TESTS" in cell.source:
+                block = cell.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
+                hidden += [line.strip() for line in block.splitlines() if line.strip()]
+    assert "for seed in range(100, 110):" in hidden
+    files = sorted((root / "feedback").glob("*/*/*.*"))
+    assert len(files) == 2 * 8  # html + json for 5 gates and 3 bptt students
+    for path in files:
+        text = path.read_text()
+        assert "HIDDEN TESTS" not in text and "grading.check_" not in text
+        assert not [line for line in hidden if line in text], path
+    page = (root / "feedback" / "wrong" / "gates" / "gates.html").read_text()
+    assert "6 / 9" in page and "h looks like o * c" in page
+
+
+def test_autograded_notebooks_exist_with_the_instructor_cells(course):
+    root = course[0]
+    for a, students in (("gates", 5), ("bptt", 3)):
+        paths = sorted((root / "autograded").glob(f"*/{a}/{a}.ipynb"))
+        assert len(paths) == students
+    nb = nbformat.read(root / "autograded" / "wrong" / "gates" / "gates.ipynb", 4)
+    test = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_cell_forward"][0]
+    assert "### BEGIN HIDDEN TESTS" in test.source  # the instructor's version, as nbgrader autograde keeps it
+    assert "0 / 3" in test.outputs[0]["text"]
+
+
+def test_check_prints_the_visible_messages(course):
+    root = course[0]
+    r = run("lstmkit.cli", "check", str(root / "submitted" / "wrong" / "gates" / "gates.ipynb"))
+    assert r.returncode == 1, r.stderr
+    lines = r.stdout.splitlines()
+    assert "test_sigmoid: grading.check_sigmoid(sigmoid, seed=0) passed" in lines
+    assert ("test_cell_forward: grading.check_cell_forward(cell_forward, seed=0) FAILED (fail): "
+            "h looks like o * c: the new hidden state is h = o * tanh(c)") in lines
+    assert lines[-1].startswith("4 of 6 visible checks passed")
+    ok = run("lstmkit.cli", "check", str(root / "release" / "gates" / "gates.ipynb"))
+    assert ok.returncode == 1 and "FAILED (error): NotImplementedError" in ok.stdout
+    good = run("lstmkit.cli", "check", str(root / "submitted" / "honest" / "gates" / "gates.ipynb"))
+    assert good.returncode == 0 and good.stdout.splitlines()[-1].startswith("6 of 6 visible checks passed")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nosuch"], "unknown assignment 'nosuch'"),
+        (["gates", "--course", "/nonexistent/course"], "does not exist"),
+        (["gates", "--student", "nobody"], "no submission of gates for nobody"),
+    ],
+)
+def test_bad_usage_fails_with_a_message(course, args, message):
+    if "--course" not in args:
+        args = [*args, "--course", str(course[0])]
+    r = run("lstmkit.cli", "grade", *args)
+    assert r.returncode != 0 and message in r.stderr, r.stderr
