@@ -48,7 +48,7 @@ def _unescape(path):
     return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
-def isolate_filesystem(workdir, hide):
+def isolate_filesystem(workdir, hide, hide_proc=False):
     """Everything read-only, `hide` under empty tmpfs, /tmp a fresh tmpfs with WORKDIR bound at /tmp/work."""
     fd = os.open(workdir, os.O_PATH | os.O_DIRECTORY)
     with open("/proc/self/mountinfo") as f:
@@ -71,6 +71,8 @@ def isolate_filesystem(workdir, hide):
     _mount(f"/proc/self/fd/{fd}", WORK, None, MS_BIND)
     _mount(None, WORK, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
     os.close(fd)
+    if hide_proc:  # the host's /proc (no private one could be mounted): hide it
+        _mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0555")
     os.chdir(WORK)
 
 
@@ -94,10 +96,10 @@ def drop_privileges():
     header, data = Header(0x20080522, 0), (Data * 2)()
     if libc.capset(ctypes.byref(header), data) != 0:
         raise OSError(ctypes.get_errno(), "capset")
-    with open("/proc/self/status") as f:
-        eff = [line for line in f if line.startswith("CapEff")][0].split()[1]
-    if int(eff, 16) != 0:
-        raise RuntimeError(f"capabilities left after dropping them: {eff}")
+    left = (Data * 2)()
+    libc.capget(ctypes.byref(header), left)
+    if any(d.effective or d.permitted for d in left):
+        raise RuntimeError("capabilities left after dropping them")
 
 
 def set_limits(limits):
@@ -225,7 +227,7 @@ def main(workdir):
     with open(os.path.join(workdir, "job.json")) as f:
         job = json.load(f)
     if job["isolate"]:
-        isolate_filesystem(workdir, job["hide"])
+        isolate_filesystem(workdir, job["hide"], job.get("hide_proc", False))
         drop_privileges()
         workdir = WORK
     else:

@@ -37,15 +37,24 @@ class SandboxUnavailable(RuntimeError):
 
 
 @lru_cache(maxsize=1)
+def unshare_command():
+    """The unshare command line that works here, or None. Without a mountable /proc (some containers
+    forbid it) the child hides the host's /proc under an empty mount instead (job["hide_proc"])."""
+    if shutil.which("unshare") is None:
+        return None
+    for cmd in (UNSHARE, [a for a in UNSHARE if a != "--mount-proc"]):
+        try:
+            r = subprocess.run([*cmd, "true"], capture_output=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if r.returncode == 0:
+            return cmd
+    return None
+
+
 def namespaces_work() -> bool:
     """Whether `unshare` with user, net, mount and pid namespaces works on this machine."""
-    if shutil.which("unshare") is None:
-        return False
-    try:
-        r = subprocess.run([*UNSHARE, "true"], capture_output=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return r.returncode == 0
+    return unshare_command() is not None
 
 
 def _pids_cgroup():
@@ -86,7 +95,7 @@ def run_child(workdir: Path, timeout: float, isolate: bool = True) -> dict:
                 "the grader needs `unshare` with user, network, mount and pid namespaces "
                 "(util-linux; kernel.unprivileged_userns_clone=1 or root); it is not available here"
             )
-        cmd = UNSHARE + cmd
+        cmd = unshare_command() + cmd
     cgroup = _pids_cgroup() if isolate else None
 
     def preexec():

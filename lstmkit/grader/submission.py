@@ -22,7 +22,7 @@ from lstmkit import grading
 
 from . import stubs
 from .plan import student_cells
-from .sandbox import OUTPUT_CAP, SandboxUnavailable, run_child
+from .sandbox import OUTPUT_CAP, SandboxUnavailable, run_child, unshare_command
 from .scan import scan
 
 HERE = Path(__file__).resolve().parent
@@ -202,7 +202,8 @@ def _prepare(work, job, cells):
     memory = job["memory"] * 2**20
     limits = {"cpu": max(1, int(job["timeout"])), "memory": memory, "fsize": OUTPUT_CAP, "nproc": 64}
     spec = {"cells": cells, "calls": job_calls, "hide": _hidden_paths(job["course"]),
-            "isolate": job["isolate"], "limits": limits}
+            "isolate": job["isolate"], "limits": limits,
+            "hide_proc": job["isolate"] and "--mount-proc" not in (unshare_command() or [])}
     (work / "job.json").write_text(json.dumps(spec))
     return calls
 
