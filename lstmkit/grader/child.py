@@ -123,7 +123,7 @@ def flag(message, flags_file):
 
 
 def install_audit_hook(hide, flags_file):
-    prefixes = tuple(p.rstrip("/") + "/" for p in hide)
+    prefixes = tuple(p.rstrip("/") + "/" for p in hide if not (WORK + "/").startswith(p.rstrip("/") + "/"))
 
     def hook(event, args):
         if event == "open" and isinstance(args[0], (str, bytes)):

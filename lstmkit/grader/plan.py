@@ -7,14 +7,17 @@ For every code cell of the instructor's notebook the plan knows its role (nbgrad
 - `test`: never executed. Its visible part (above ### BEGIN HIDDEN TESTS) names the checks,
   the student function and the visible seeds: `grading.check_<name>(<function>, seed=<n>)`; its
   hidden part says how many hidden calls there are. The hidden seeds the grader uses are fresh:
-  derived from a hash of the source notebook (and of `DIR/.lstmkit-secret` if it exists), so they
-  are not the ones printed in the notebook, never reach the sandbox, and are the same on every run.
+  derived from a hash of the source notebook and of the course's secret `DIR/.lstmkit-secret`
+  (random, made on first use), so they are not the ones printed in the notebook, cannot be computed
+  from the public repository, never reach the sandbox, and are the same on every run.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +122,17 @@ def _given_imports(code):
     return names, torch
 
 
+def course_secret(course):
+    """The course's secret (DIR/.lstmkit-secret, made on first use): the source notebooks of an open
+    course are public, so the hidden seeds must depend on something students cannot read."""
+    path = Path(course) / SECRET_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
 def load_plan(course, assignment):
     """Read DIR/source/<assignment>/*.ipynb (one notebook) into a Plan."""
     folder = Path(course) / "source" / assignment
@@ -129,8 +143,7 @@ def load_plan(course, assignment):
         raise PlanError(f"{folder} has {len(notebooks)} notebooks; lstmkit grades one per assignment")
     path = notebooks[0]
     raw = path.read_bytes()
-    secret = Path(course) / SECRET_FILE
-    key = raw + (secret.read_bytes() if secret.exists() else b"")
+    key = raw + course_secret(course)
     return plan_from_notebook(raw.decode(), assignment, path.stem, key)
 
 

@@ -47,8 +47,9 @@ def _flatten(d, prefix=""):
 
 
 def _hidden_paths(course):
-    """What the child may not see: the course, the real lstmkit package, the repository's tests."""
-    paths = [str(PACKAGE), str(PACKAGE.parent / "tests")]
+    """What the child may not see: the course, the real lstmkit package, the repository's tests and the
+    temporary folder (other submissions' copies; the child gets a private /tmp)."""
+    paths = [str(PACKAGE), str(PACKAGE.parent / "tests"), tempfile.gettempdir()]
     if course:
         paths.append(str(Path(course).resolve()))
     return paths
