@@ -38,6 +38,23 @@ __all__ = ["LSTM", "LSTMCell", "LSTMFunction", "lstm_layer"]
 
 # ----------------------------------------------------------------------------- the fused Function
 
+def _to_internal(w, H):
+    """Gate blocks (i, f, g, o) -> (o, i, f, g): the fused Function's internal order (a roll by one block)."""
+    return torch.roll(w, H, 0)
+
+
+def _from_internal(w, H):
+    """Gate blocks (o, i, f, g) -> (i, f, g, o), the inverse of _to_internal."""
+    return torch.roll(w, -H, 0)
+
+
+def _g_doubled(w, H, sign=1):
+    """sign * w in the internal order with the g rows doubled, so that sigmoid(a) gives sigmoid(2 a_g)."""
+    scale = w.new_full((4 * H,) + (1,) * (w.dim() - 1), float(sign))
+    scale[3 * H:] *= 2
+    return _to_internal(w, H) * scale
+
+
 class LSTMFunction(torch.autograd.Function):
     """One layer, one direction of an LSTM over a time-major sequence, with hand-written BPTT.
 
@@ -49,6 +66,18 @@ class LSTMFunction(torch.autograd.Function):
     Returns:
     - y: (T, B, P) outputs (zero at masked steps).
     - h_T: (B, P) and c_T: (B, H): the state after each sequence's last real step.
+
+    The step loop runs a few small ops per step, so their number and kind decide the speed. Three
+    exact rewrites of the equations keep it at one matrix product and six elementwise ops per step,
+    all of them sigmoids and multiply-adds (torch's CPU tanh costs about three sigmoids):
+    - tanh(z) = 2 sigmoid(2z) - 1. The g rows of the weights are doubled (exact in binary floating
+      point), so one sigmoid over the whole (B, 4H) block gives i, f, o and s_g = sigmoid(2 a_g),
+      with g = 2 s_g - 1. Internally the gate blocks are ordered (o, i, f, g), torch's order
+      rolled by one block, so that the backward finds the three gates that take dc side by side.
+    - The cell state is carried doubled, c2 = 2c = f * c2_prev + 4 i s_g - 2 i, so that
+      sigmoid(c2) = (1 + tanh(c)) / 2 needs no scaling step.
+    - The hidden state is carried negated, hn = -h = o - 2 o sigmoid(c2) (one addcmul), with
+      W_hh negated to match.
     """
 
     @staticmethod
@@ -59,95 +88,117 @@ class LSTMFunction(torch.autograd.Function):
         with torch.no_grad():
             # Input part of every step at once; this buffer becomes the gate activations in place.
             x2 = x.reshape(T * B, D)
+            w_x = _g_doubled(w_ih, H)
             if b_ih is not None:
-                acts = torch.addmm(b_ih + b_hh, x2, w_ih.t())
+                acts = torch.addmm(_g_doubled(b_ih + b_hh, H), x2, w_x.t())
             else:
-                acts = torch.mm(x2, w_ih.t())
+                acts = torch.mm(x2, w_x.t())
             acts = acts.view(T, B, 4 * H)
-            hs = x.new_empty(T + 1, B, P)
-            cs = x.new_empty(T + 1, B, H)
-            tanh_cs = x.new_empty(T, B, H)
-            rs = x.new_empty(T, B, H) if w_hr is not None else None  # o * tanh(c) before projection
-            hs[0] = h0
-            cs[0] = c0
-            w_hh_t = w_hh.t()
+            w_h_t = _g_doubled(w_hh, H, sign=-1).t()      # multiplies hn = -h
+            w_hr_t = w_hr.t() if w_hr is not None else None
+            hn = x.new_empty(T + 1, B, P)                 # -h
+            c2 = x.new_empty(T + 1, B, H)                 # 2c
+            s_c = x.new_empty(T, B, H)                    # sigmoid(2c) = (1 + tanh(c)) / 2
+            rn = x.new_empty(T, B, H) if w_hr is not None else None  # -o * tanh(c), before projection
+            torch.neg(h0, out=hn[0])
+            torch.mul(c0, 2, out=c2[0])
+            # The views of every step, made once: indexing inside the loop costs as much as arithmetic.
+            A = acts.unbind(0)
+            O, I, Fg, SG = (block.unbind(0) for block in acts.chunk(4, 2))
+            HN, C2, SC = hn.unbind(0), c2.unbind(0), s_c.unbind(0)
+            RN = rn.unbind(0) if rn is not None else None
+            M = mask.unbind(0) if mask is not None else None
             for t in range(T):
-                a = acts[t]
-                a.addmm_(hs[t], w_hh_t)
-                a[:, :2 * H].sigmoid_()
-                a[:, 2 * H:3 * H].tanh_()
-                a[:, 3 * H:].sigmoid_()
-                i, f, g, o = a.chunk(4, 1)
-                c = cs[t + 1]
-                torch.mul(f, cs[t], out=c)
-                c.addcmul_(i, g)
-                torch.tanh(c, out=tanh_cs[t])
-                if rs is None:
-                    torch.mul(o, tanh_cs[t], out=hs[t + 1])
-                else:
-                    torch.mul(o, tanh_cs[t], out=rs[t])
-                    torch.mm(rs[t], w_hr.t(), out=hs[t + 1])
-                if mask is not None:  # past a sequence's end, keep the previous state
-                    cs[t + 1] = torch.where(mask[t], c, cs[t])
-                    hs[t + 1] = torch.where(mask[t], hs[t + 1], hs[t])
-            y = hs[1:] if mask is None else hs[1:] * mask
-        ctx.save_for_backward(x, w_ih, w_hh, w_hr, acts, hs, cs, tanh_cs, rs, mask)
+                a, c = A[t], C2[t + 1]
+                a.addmm_(HN[t], w_h_t)                        # a = x W_ih^T + b + h_prev W_hh^T
+                a.sigmoid_()                                  # o, i, f, s_g
+                torch.mul(Fg[t], C2[t], out=c)                # c2 = f * c2_prev + 4 i s_g - 2 i
+                c.addcmul_(I[t], SG[t], value=4)
+                c.sub_(I[t], alpha=2)
+                torch.sigmoid(c, out=SC[t])
+                r = HN[t + 1] if RN is None else RN[t]
+                torch.addcmul(O[t], O[t], SC[t], value=-2, out=r)   # -h = o - 2 o sigmoid(c2)
+                if RN is not None:
+                    torch.mm(r, w_hr_t, out=HN[t + 1])
+                if M is not None:  # past a sequence's end, keep the previous state
+                    torch.where(M[t], c, C2[t], out=c)
+                    torch.where(M[t], HN[t + 1], HN[t], out=HN[t + 1])
+            y = hn[1:].neg()
+            if mask is not None:
+                y.mul_(mask)
+        ctx.save_for_backward(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask)
         ctx.has_bias = b_ih is not None
-        return y, hs[T].clone(), cs[T].clone()
+        return y, hn[T].neg(), c2[T] * 0.5
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy, dh_T, dc_T):
-        x, w_ih, w_hh, w_hr, acts, hs, cs, tanh_cs, rs, mask = ctx.saved_tensors
+        x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask = ctx.saved_tensors
         T, B, D = x.shape
         H = w_ih.shape[0] // 4
-        P = hs.shape[2]
+        P = hn.shape[2]
         with torch.no_grad():
             # The local derivatives of every step at once (big elementwise ops over all T steps),
-            # so the sequential loop below is only a few multiplies and one matmul per step:
+            # so that the sequential loop below is four small ops and one matmul per step:
+            #   da_o = dr * tanh(c) o (1 - o);  dc += dr * o (1 - tanh(c)^2);  then
             #   da_i = dc * g i (1 - i),  da_f = dc * c_prev f (1 - f),  da_g = dc * i (1 - g^2),
-            #   da_o = dr * tanh(c) o (1 - o),  and dc += dr * o (1 - tanh(c)^2).
-            i, f, g, o = acts.chunk(4, 2)
-            k = acts.new_empty(T, B, 4, H)
-            torch.mul(g, i * (1 - i), out=k[:, :, 0])
-            torch.mul(cs[:T], f * (1 - f), out=k[:, :, 1])
-            torch.mul(i, 1 - g * g, out=k[:, :, 2])
-            torch.mul(tanh_cs, o * (1 - o), out=k[:, :, 3])
-            k_c = o * (1 - tanh_cs * tanh_cs)
-            m = mask.to(x.dtype) if mask is not None else None
+            #   dc_prev = dc * f.
+            o, i, f, s_g = acts.chunk(4, 2)
+            g = 2 * s_g - 1
+            tanh_c = 2 * s_c - 1
+            k = acts.new_empty(T, B, 5, H)               # [k_o, k_i, k_f, k_g, f] of every step
+            torch.mul(tanh_c, o * (1 - o), out=k[:, :, 0])
+            torch.mul(g, i * (1 - i), out=k[:, :, 1])
+            torch.mul(c2[:T], f * (1 - f) * 0.5, out=k[:, :, 2])
+            torch.mul(i, 1 - g * g, out=k[:, :, 3])
+            k[:, :, 4] = f
+            k_c = o * (1 - tanh_c * tanh_c)
+            keep = None
+            if mask is not None:  # masked steps: da = 0, and (dh, dc) pass straight through
+                m = mask.to(x.dtype)
+                k[:, :, :4] *= m.unsqueeze(3)
+                k[:, :, 4] = torch.where(mask, f, 1)
+                k_c *= m
+                dy = dy * m
+                keep = (1 - m).unbind(0)
 
-            das = acts.new_empty(T, B, 4, H)  # gradient w.r.t. the pre-activations a of every step
-            dhts = acts.new_empty(T, B, P) if w_hr is not None else None  # w.r.t. the projected h
-            dh = dh_T.clone(memory_format=torch.contiguous_format)
-            dc = dc_T.clone(memory_format=torch.contiguous_format)
+            # z[t] = [da_o, da_i, da_f, da_g, dc_prev] of step t; z[T] holds dc_T.
+            z = acts.new_empty(T + 1, B, 5, H)
+            da = z[:T, :, :4].view(T, B, 4 * H)          # rows of stride 5H: no copy
+            dhs = x.new_empty(T + 1, B, P)                # gradient w.r.t. h_t (t = 0..T)
+            torch.add(dh_T, dy[T - 1], out=dhs[T])
+            z[T, :, 4] = dc_T
+            w_h = _to_internal(w_hh, H)
+            dr = x.new_empty(B, H) if w_hr is not None else None
+            DA, DH, DY = da.unbind(0), dhs.unbind(0), dy.unbind(0)
+            ZO, ZG, ZC = z[:T, :, 0].unbind(0), z[:T, :, 1:].unbind(0), z[:, :, 4].unbind(0)
+            KO, KG, KC = k[:, :, 0].unbind(0), k[:, :, 1:].unbind(0), k_c.unbind(0)
             for t in reversed(range(T)):
-                dht = dh + dy[t]
-                if m is not None:  # masked steps pass (dh, dc) straight through
-                    dh_skip, dc_skip = dh * (1 - m[t]), dc * (1 - m[t])
-                    dht.mul_(m[t])
-                    dc.mul_(m[t])
-                if dhts is not None:
-                    dhts[t] = dht
-                    dr = dht @ w_hr                                          # h = r W_hr^T
+                dh = DH[t + 1]
+                r = dh if w_hr is None else torch.mm(dh, w_hr, out=dr)    # h = r W_hr^T
+                dc = ZC[t + 1]
+                dc.addcmul_(r, KC[t])
+                torch.mul(dc.unsqueeze(1), KG[t], out=ZG[t])   # da_i, da_f, da_g, dc_prev
+                torch.mul(r, KO[t], out=ZO[t])                 # da_o
+                if t > 0:
+                    torch.addmm(DY[t - 1], DA[t], w_h, out=DH[t])
                 else:
-                    dr = dht
-                dc.addcmul_(dr, k_c[t])                                      # h = o * tanh(c)
-                torch.mul(dc.unsqueeze(1), k[t, :, :3], out=das[t, :, :3])   # c = f * c_prev + i * g
-                torch.mul(dr, k[t, :, 3], out=das[t, :, 3])
-                dc.mul_(f[t])
-                torch.mm(das[t].view(B, 4 * H), w_hh, out=dh)
-                if m is not None:
-                    dh.add_(dh_skip)
-                    dc.add_(dc_skip)
+                    torch.mm(DA[t], w_h, out=DH[t])
+                if keep is not None:
+                    DH[t].addcmul_(keep[t], dh)
 
-        da = das.view(T * B, 4 * H)
-        need = ctx.needs_input_grad
-        dx = (da @ w_ih).view(T, B, D) if need[0] else None
-        dw_ih = da.t() @ x.reshape(T * B, D) if need[3] else None
-        dw_hh = da.t() @ hs[:T].reshape(T * B, P) if need[4] else None
-        db = da.sum(0) if ctx.has_bias else None
-        dw_hr = dhts.view(T * B, P).t() @ rs.view(T * B, H) if w_hr is not None and need[7] else None
-        return dx, dh, dc, dw_ih, dw_hh, db, db, dw_hr, None
+            da = da.view(T * B, 4 * H)
+            need = ctx.needs_input_grad
+            dx = (da @ _to_internal(w_ih, H)).view(T, B, D) if need[0] else None
+            dw_ih = _from_internal(da.t() @ x.reshape(T * B, D), H) if need[3] else None
+            dw_hh = _from_internal(da.t() @ hn[:T].reshape(T * B, P), H).neg_() if need[4] else None
+            db = _from_internal(da.sum(0), H) if ctx.has_bias else None
+            dw_hr = None
+            if w_hr is not None and need[7]:
+                r = rn if mask is None else rn * m
+                dw_hr = (dhs[1:].reshape(T * B, P).t() @ r.view(T * B, H)).neg_()
+        return (dx, dhs[0], z[0, :, 4].clone(), dw_ih, dw_hh, db, None if db is None else db.clone(),
+                dw_hr, None)
 
 
 # ----------------------------------------------------------------------------- the readable loop
