@@ -122,7 +122,65 @@ def flag(message, flags_file):
         pass
 
 
-def install_audit_hook(hide, flags_file):
+class ReferenceUsed(Exception):
+    """The answer was requested from torch's own LSTM in a NumPy assignment."""
+
+
+GUARDED = set()
+
+
+def guard_torch(flags_file):
+    """Replace torch's LSTM, LSTMCell and fused lstm kernels by functions that flag and raise (NumPy
+    assignments only; called whenever something is imported once torch is loaded, and before each call)."""
+    torch = sys.modules.get("torch")
+    if torch is None or GUARDING:
+        return
+    GUARDING.append(True)  # hasattr below may import: no re-entry from the audit hook
+    try:
+        _guard_torch(torch, flags_file)
+    finally:
+        GUARDING.clear()
+
+
+GUARDING = []
+
+
+def _guard_torch(torch, flags_file):
+
+    def refuse(name):
+        def refused(*args, **kwargs):
+            message = f"{MARKER} {name} comes from the reference: write it yourself"
+            flag(message, flags_file)
+            raise ReferenceUsed(message)
+
+        return refused
+
+    targets = [(torch, "torch", ("lstm", "lstm_cell")),
+               (sys.modules.get("torch._VF"), "torch._VF", ("lstm", "lstm_cell")),
+               (getattr(getattr(torch, "_C", None), "_VariableFunctions", None), "torch._C",
+                ("lstm", "lstm_cell"))]
+    for module in ("torch.nn", "torch.nn.modules", "torch.nn.modules.rnn"):
+        targets.append((sys.modules.get(module), module, ("LSTM", "LSTMCell")))
+    for owner, label, names in targets:
+        if owner is None:
+            continue
+        for name in names:
+            key = (id(owner), name)
+            if key in GUARDED or not hasattr(owner, name):
+                continue
+            original = getattr(owner, name)
+            if isinstance(original, type):
+                replacement = type(name, (original,), {"__init__": refuse(f"{label}.{name}")})
+            else:
+                replacement = refuse(f"{label}.{name}")
+            try:
+                setattr(owner, name, replacement)
+                GUARDED.add(key)
+            except (AttributeError, TypeError):
+                GUARDED.add(key)
+
+
+def install_audit_hook(hide, flags_file, guard=False):
     prefixes = tuple(p.rstrip("/") + "/" for p in hide if not (WORK + "/").startswith(p.rstrip("/") + "/"))
 
     def hook(event, args):
@@ -132,6 +190,13 @@ def install_audit_hook(hide, flags_file):
             if full.startswith(prefixes):
                 flag(f"tried to open {path} (course or grader files)", flags_file)
                 raise PermissionError(f"the grader's sandbox refused to open {path}")
+        elif event == "sqlite3.connect" and args and isinstance(args[0], (str, bytes)):
+            path = os.fsdecode(args[0])
+            if (os.path.abspath(path) + "/").startswith(prefixes):
+                flag(f"tried to open the database {path} (course or grader files)", flags_file)
+                raise PermissionError(f"the grader's sandbox refused to open {path}")
+        elif event == "import" and guard and "torch" in sys.modules:
+            guard_torch(flags_file)
         elif event == "socket.connect":
             address = args[1]
             if not isinstance(address, (str, bytes)):
@@ -205,6 +270,14 @@ def run_cells(cells, namespace):
     return errors
 
 
+def too_many_processes(limit):
+    """Whether the student's code left more than `limit` processes in our pid namespace (its own /proc)."""
+    try:
+        return len([p for p in os.listdir("/proc") if p.isdigit()]) > limit
+    except OSError:
+        return False
+
+
 def classify(e):
     text = f"{type(e).__name__}: {e}"
     if MARKER in text or type(e).__name__ == "ReferenceUsed":
@@ -244,13 +317,16 @@ def main(workdir):
 
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; the file-size limit should end us
     set_limits(job["limits"])
-    install_audit_hook(job["hide"], flags_file)
+    install_audit_hook(job["hide"], flags_file, guard=job.get("guard_torch", False))
     write_json(os.path.join(workdir, "out", "ready.json"), {"isolated": job["isolate"]})
     namespace = {"__name__": "__main__"}
     cell_errors = run_cells(job["cells"], namespace)
-    write_json(os.path.join(workdir, "out", "cells.json"), {"errors": cell_errors, "flags": FLAGS[:20]})
+    write_json(os.path.join(workdir, "out", "cells.json"),
+               {"errors": cell_errors, "flags": [f.replace(MARKER, "").strip() for f in FLAGS[:20]]})
     for call in job["calls"]:
         before = len(FLAGS)
+        if job.get("guard_torch"):
+            guard_torch(flags_file)
         fn = namespace.get(call["fn"])
         arrays, meta, status, message = {}, {}, "done", ""
         try:
@@ -267,11 +343,14 @@ def main(workdir):
             status, message = classify(e)
         only_main_process()
         if len(FLAGS) > before:
-            status, message = "flagged", FLAGS[before]
+            status, message = "flagged", FLAGS[before].replace(MARKER, "").strip()
         out = os.path.join(workdir, "out", call["id"])
         np.savez(out + ".tmp.npz", **arrays)
         os.replace(out + ".tmp.npz", out + ".npz")
         write_json(out + ".json", {"status": status, "message": message[:500], "meta": meta})
+        if too_many_processes(job["limits"]["nproc"] // 2):
+            write_json(os.path.join(workdir, "out", "forks.json"), {"call": call["id"]})
+            os._exit(0)
     sys.stdout.flush()
     os._exit(0)
 

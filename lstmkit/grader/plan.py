@@ -7,7 +7,7 @@ For every code cell of the instructor's notebook the plan knows its role (nbgrad
 - `test`: never executed. Its visible part (above ### BEGIN HIDDEN TESTS) names the checks,
   the student function and the visible seeds: `grading.check_<name>(<function>, seed=<n>)`; its
   hidden part says how many hidden calls there are. The hidden seeds the grader uses are fresh:
-  derived from a hash of the source notebook and of the course's secret `DIR/.lstmkit-secret`
+  derived from a hash of the source notebook and of the course's secret `DIR/gradebook.db-lstmkit-secret`
   (random, made on first use), so they are not the ones printed in the notebook, cannot be computed
   from the public repository, never reach the sandbox, and are the same on every run.
 """
@@ -25,7 +25,7 @@ import nbformat
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 HIDDEN_END = "### END HIDDEN TESTS"
-SECRET_FILE = ".lstmkit-secret"
+SECRET_FILE = "gradebook.db-lstmkit-secret"  # next to the gradebook: instructor-only
 
 
 @dataclass
@@ -123,8 +123,8 @@ def _given_imports(code):
 
 
 def course_secret(course):
-    """The course's secret (DIR/.lstmkit-secret, made on first use): the source notebooks of an open
-    course are public, so the hidden seeds must depend on something students cannot read."""
+    """The course's secret (DIR/gradebook.db-lstmkit-secret, made on first use): the source notebooks
+    of an open course are public, so the hidden seeds must depend on something students cannot read."""
     path = Path(course) / SECRET_FILE
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

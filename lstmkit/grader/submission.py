@@ -137,7 +137,8 @@ def grade_submission(job):
         cell_info = _read_cell_info(out)
         runtime_flags = _read_flags(work)
         flood = max((work / f).stat().st_size for f in ("stdout.txt", "stderr.txt")) >= OUTPUT_CAP
-        if flood or run["forks_refused"]:  # the whole child is suspect: every part is affected
+        forks = run["forks_refused"] or (out / "forks.json").exists()
+        if flood or forks:  # the whole child is suspect: every part is affected
             what = ("wrote too much output (output flood)" if flood
                     else "started too many processes (process limit)")
             run = {**run, "crashed_all": what}
@@ -159,9 +160,9 @@ def grade_submission(job):
         if fn in tainted:
             part["calls"] = [{"status": "flagged", "message": f"{tainted[fn]}: write it yourself",
                               "hidden": False}]
-        if cell_info["flags"]:  # refused file or network access while the cells ran
-            part["calls"].append({"status": "flagged", "message": cell_info["flags"][0], "hidden": False})
-    return _finish(job, parts, flags + runtime_flags, start)
+    # refused file or network access while the cells ran: the submission is flagged (the parts whose
+    # checks repeat the attempt are flagged by their calls)
+    return _finish(job, parts, flags + cell_info["flags"] + runtime_flags, start)
 
 
 def _defined_in(cells):
@@ -204,7 +205,8 @@ def _prepare(work, job, cells):
     limits = {"cpu": max(1, int(job["timeout"])), "memory": memory, "fsize": OUTPUT_CAP, "nproc": 64}
     spec = {"cells": cells, "calls": job_calls, "hide": _hidden_paths(job["course"]),
             "isolate": job["isolate"], "limits": limits,
-            "hide_proc": job["isolate"] and "--mount-proc" not in (unshare_command() or [])}
+            "hide_proc": job["isolate"] and "--mount-proc" not in (unshare_command() or []),
+            "guard_torch": not plan.uses_torch}
     (work / "job.json").write_text(json.dumps(spec))
     return calls
 
