@@ -139,20 +139,27 @@ class LSTMFunction(torch.autograd.Function):
         P = hn.shape[2]
         with torch.no_grad():
             # The local derivatives of every step at once (big elementwise ops over all T steps),
-            # so that the sequential loop below is four small ops and one matmul per step:
+            # so that the sequential loop below is three small ops and one matmul per step:
             #   da_o = dr * tanh(c) o (1 - o);  dc += dr * o (1 - tanh(c)^2);  then
             #   da_i = dc * g i (1 - i),  da_f = dc * c_prev f (1 - f),  da_g = dc * i (1 - g^2),
             #   dc_prev = dc * f.
+            # With g = 2 s_g - 1, tanh(c) = 2 s_c - 1 and 1 - (2s - 1)^2 = 4 s (1 - s), each factor is
+            # one or two addcmuls written straight into place (memory traffic is what these cost).
+            # The loop works with -da, so k holds [-k_o, -k_i, -k_f, -k_g, f].
             o, i, f, s_g = acts.chunk(4, 2)
-            g = 2 * s_g - 1
-            tanh_c = 2 * s_c - 1
-            k = acts.new_empty(T, B, 5, H)               # [k_o, k_i, k_f, k_g, f] of every step
-            torch.mul(tanh_c, o * (1 - o), out=k[:, :, 0])
-            torch.mul(g, i * (1 - i), out=k[:, :, 1])
-            torch.mul(c2[:T], f * (1 - f) * 0.5, out=k[:, :, 2])
-            torch.mul(i, 1 - g * g, out=k[:, :, 3])
+            zero = acts.new_zeros(())
+            k = acts.new_empty(T, B, 5, H)
+            u = torch.addcmul(o, o, o, value=-1)                              # o (1 - o)
+            torch.addcmul(u, u, s_c, value=-2, out=k[:, :, 0])                # -tanh(c) o (1 - o)
+            torch.addcmul(i, i, i, value=-1, out=u)                           # i (1 - i)
+            torch.addcmul(u, u, s_g, value=-2, out=k[:, :, 1])                # -g i (1 - i)
+            torch.addcmul(f, f, f, value=-1, out=u)                           # f (1 - f)
+            torch.addcmul(zero, u, c2[:T], value=-0.5, out=k[:, :, 2])        # -c_prev f (1 - f)
+            torch.addcmul(s_g, s_g, s_g, value=-1, out=u)                     # s_g (1 - s_g)
+            torch.addcmul(zero, u, i, value=-4, out=k[:, :, 3])               # -i (1 - g^2)
             k[:, :, 4] = f
-            k_c = o * (1 - tanh_c * tanh_c)
+            torch.addcmul(s_c, s_c, s_c, value=-1, out=u)                     # s_c (1 - s_c)
+            k_c = torch.addcmul(zero, u, o, value=4, out=u)                   # o (1 - tanh(c)^2)
             keep = None
             if mask is not None:  # masked steps: da = 0, and (dh, dc) pass straight through
                 m = mask.to(x.dtype)
@@ -162,15 +169,15 @@ class LSTMFunction(torch.autograd.Function):
                 dy = dy * m
                 keep = (1 - m).unbind(0)
 
-            # z[t] = [da_o, da_i, da_f, da_g, dc_prev] of step t; z[T] holds dc_T.
+            # z[t] = [-da_o, -da_i, -da_f, -da_g, dc_prev] of step t; z[T] holds dc_T.
             z = acts.new_empty(T + 1, B, 5, H)
-            da = z[:T, :, :4].view(T, B, 4 * H)          # rows of stride 5H: no copy
+            dan = z[:T, :, :4].view(T, B, 4 * H)         # -da; rows of stride 5H: no copy
             dhs = x.new_empty(T + 1, B, P)                # gradient w.r.t. h_t (t = 0..T)
             torch.add(dh_T, dy[T - 1], out=dhs[T])
             z[T, :, 4] = dc_T
             w_h = _to_internal(w_hh, H)
             dr = x.new_empty(B, H) if w_hr is not None else None
-            DA, DH, DY = da.unbind(0), dhs.unbind(0), dy.unbind(0)
+            DA, DH, DY = dan.unbind(0), dhs.unbind(0), dy.unbind(0)
             ZO, ZG, ZC = z[:T, :, 0].unbind(0), z[:T, :, 1:].unbind(0), z[:, :, 4].unbind(0)
             KO, KG, KC = k[:, :, 0].unbind(0), k[:, :, 1:].unbind(0), k_c.unbind(0)
             for t in reversed(range(T)):
@@ -178,21 +185,21 @@ class LSTMFunction(torch.autograd.Function):
                 r = dh if w_hr is None else torch.mm(dh, w_hr, out=dr)    # h = r W_hr^T
                 dc = ZC[t + 1]
                 dc.addcmul_(r, KC[t])
-                torch.mul(dc.unsqueeze(1), KG[t], out=ZG[t])   # da_i, da_f, da_g, dc_prev
-                torch.mul(r, KO[t], out=ZO[t])                 # da_o
+                torch.mul(dc.unsqueeze(1), KG[t], out=ZG[t])   # -da_i, -da_f, -da_g, dc_prev
+                torch.mul(r, KO[t], out=ZO[t])                 # -da_o
                 if t > 0:
-                    torch.addmm(DY[t - 1], DA[t], w_h, out=DH[t])
+                    torch.addmm(DY[t - 1], DA[t], w_h, alpha=-1, out=DH[t])
                 else:
-                    torch.mm(DA[t], w_h, out=DH[t])
+                    torch.mm(DA[t], w_h, out=DH[t]).neg_()
                 if keep is not None:
                     DH[t].addcmul_(keep[t], dh)
 
-            da = da.view(T * B, 4 * H)
+            dan = dan.view(T * B, 4 * H)
             need = ctx.needs_input_grad
-            dx = (da @ _to_internal(w_ih, H)).view(T, B, D) if need[0] else None
-            dw_ih = _from_internal(da.t() @ x.reshape(T * B, D), H) if need[3] else None
-            dw_hh = _from_internal(da.t() @ hn[:T].reshape(T * B, P), H).neg_() if need[4] else None
-            db = _from_internal(da.sum(0), H) if ctx.has_bias else None
+            dx = (dan @ _to_internal(w_ih, H).neg_()).view(T, B, D) if need[0] else None
+            dw_ih = _from_internal(dan.t() @ x.reshape(T * B, D), H).neg_() if need[3] else None
+            dw_hh = _from_internal(dan.t() @ hn[:T].reshape(T * B, P), H) if need[4] else None  # -da, -h
+            db = _from_internal(dan.sum(0), H).neg_() if ctx.has_bias else None
             dw_hr = None
             if w_hr is not None and need[7]:
                 r = rn if mask is None else rn * m
