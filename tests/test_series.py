@@ -148,7 +148,7 @@ def test_torch_predictor_reads_windows_oldest_first():
 
 def test_stacked_lstm_learns_the_order_task_as_in_the_book():
     # Same data, sizes, seed 0 and schedule as book/applied/stacked.md.
-    SEED, T, S, H, N_TRAIN, N_TEST, BATCH, STEPS = 0, 50, 8, 32, 2000, 1000, 64, 150
+    SEED, T, S, H, N_TRAIN, N_TEST, BATCH, STEPS = 0, 30, 8, 32, 2000, 1000, 64, 150
     rng = tasks.set_seed(SEED)
     x_train, y_train = series.order_task(N_TRAIN, T, rng, n_symbols=S)
     x_test, y_test = series.order_task(N_TEST, T, rng, n_symbols=S)
