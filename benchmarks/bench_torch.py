@@ -15,6 +15,7 @@ times that (the backward does input/state gradients and weight gradients).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -91,6 +92,14 @@ def bench(name, T, B, D, H, device, repeats, impls):
             print(f"{k:14s} {pass_:8s} {1e3 * t:10.2f} {t / base:10.3f} {gf:9.1f} {100 * gf / peak:6.1f}%")
 
 
+def load_average():
+    """The 1, 5 and 15 minute load averages, or 'n/a' where the OS has none."""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except (AttributeError, OSError):
+        return "n/a"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=21)
@@ -110,9 +119,11 @@ def main():
     else:
         sizes = {"small": CPU_SIZES["small"]} if args.quick else CPU_SIZES
     repeats = 5 if args.quick else args.repeats
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {repeats} interleaved repeats")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {repeats} interleaved repeats; "
+          f"load average {load_average()}")
     for name, size in sizes.items():
         bench(name, **size, device=args.device, repeats=repeats, impls=impls)
+    print(f"\nload average at the end {load_average()} (busy machine: re-run when idle)")
 
 
 if __name__ == "__main__":
