@@ -355,5 +355,24 @@ def main(workdir):
     os._exit(0)
 
 
+def as_init(work):
+    """In a new pid namespace we are pid 1, and the kernel does not deliver signals to pid 1 whose action
+    is the default (SIGXCPU, SIGXFSZ from the rlimits): do the work in a child and pass its end on."""
+    if os.getpid() != 1:
+        work()
+        return
+    pid = os.fork()
+    if pid == 0:
+        global MAIN_PID
+        MAIN_PID = os.getpid()
+        work()
+        os._exit(0)
+    while True:
+        done, status = os.waitpid(-1, 0)  # reap everything; stop when our worker ends
+        if done == pid:
+            break
+    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    as_init(lambda: main(sys.argv[1]))

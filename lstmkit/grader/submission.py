@@ -94,7 +94,7 @@ def _death_reason(run):
     sig = run["signal"]
     if run["timed_out"]:
         return "timeout", "did not finish within the time limit (wall clock)"
-    if sig == signal.SIGXCPU:
+    if sig in (signal.SIGXCPU, signal.SIGKILL):  # SIGKILL: the hard CPU limit (one second after SIGXCPU)
         return "timeout", "did not finish within the CPU time limit"
     if run["forks_refused"]:
         return "crashed", "started too many processes (process limit)"
