@@ -6,6 +6,7 @@ hit all alike, and reports medians, the ratio to nn.LSTM and GFLOP/s against a m
 peak (a (T*B, D+H) x (D+H, 4H) product, the shape of the LSTM's work).
 
     .venv/bin/python benchmarks/bench_torch.py [--repeats N] [--threads N] [--loop] [--quick]
+    .venv/bin/python benchmarks/bench_torch.py --threads 1 --clock cpu   # on a busy shared machine
     .venv/bin/python benchmarks/bench_torch.py --device cuda      # T=100, B=64, D=H=512, TF32 off
 
 GFLOP/s counts only the matrix products: forward 2*T*B*4H*(D+H) flops, forward+backward three
@@ -37,12 +38,15 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+CLOCK = time.perf_counter  # --clock cpu: time.process_time
+
+
 def timed(fn, device):
     sync(device)
-    t = time.perf_counter()
+    t = CLOCK()
     fn()
     sync(device)
-    return time.perf_counter() - t
+    return CLOCK() - t
 
 
 def matmul_peak(T, B, D, H, device, repeats):
@@ -107,7 +111,14 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--loop", action="store_true", help="also time impl='loop'")
     ap.add_argument("--quick", action="store_true", help="small size only, 5 repeats")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="cpu: this process's CPU time, robust on a shared machine; use with --threads 1")
     args = ap.parse_args()
+    global CLOCK
+    if args.clock == "cpu":
+        if args.threads != 1 or args.device != "cpu":
+            raise SystemExit("--clock cpu needs --threads 1 on cpu (other threads' spin-waits would count)")
+        CLOCK = time.process_time
     torch.set_num_threads(args.threads)
     impls = ["fused"] + (["loop"] if args.loop else [])
     if args.device == "cuda":
@@ -119,8 +130,8 @@ def main():
     else:
         sizes = {"small": CPU_SIZES["small"]} if args.quick else CPU_SIZES
     repeats = 5 if args.quick else args.repeats
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {repeats} interleaved repeats; "
-          f"load average {load_average()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {repeats} interleaved repeats, "
+          f"{args.clock} clock; load average {load_average()}")
     for name, size in sizes.items():
         bench(name, **size, device=args.device, repeats=repeats, impls=impls)
     print(f"\nload average at the end {load_average()} (busy machine: re-run when idle)")
