@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lstmkit import grading, series, tasks
+from lstmkit import grading, tasks
 from lstmkit.torch import LSTM
 
 
@@ -94,28 +94,6 @@ def test_temporal_order_labels():
     for b in range(40):
         xy = [s - 4 for s in sym[:, b].tolist() if s >= 4]
         assert len(xy) == 2 and y[b].item() == 2 * xy[0] + xy[1]
-
-
-def test_order_task_labels():
-    rng = np.random.default_rng(0)
-    x, y = series.order_task(30, 12, rng)
-    sym = x.argmax(-1)
-    for b in range(30):
-        s = sym[:, b].tolist()
-        assert s.count(0) == 1 and s.count(1) == 1
-        assert y[b].item() == float(s.index(0) < s.index(1))
-
-
-def test_windows_ar_and_recursive_forecast():
-    z = np.arange(10.0)
-    X, y = series.make_windows(z, 3)
-    assert X.shape == (7, 3) and np.array_equal(X[0], [0, 1, 2]) and y[0] == 3
-    ar = series.fit_ar(z, 2)                       # a line is exactly AR(2)
-    np.testing.assert_allclose(ar(np.array([[4.0, 5.0]])), [6.0], atol=1e-8)
-    f = series.forecast_recursive(ar, np.array([[8.0, 9.0]]), 3)
-    np.testing.assert_allclose(f, [[10.0, 11.0, 12.0]], atol=1e-6)
-    with pytest.raises(ValueError, match="longer than p"):
-        series.make_windows(z, 10)
 
 
 def test_digits_classifier_learns_as_in_the_book():
