@@ -9,6 +9,8 @@ loads both ways and a model can swap one class for the other. Two implementation
   written in torch ops so it runs on any device. The input projection x W_ih^T of every step is
   one matrix product; the backward loop carries only (dh, dc) and stores the pre-activation
   gradients da, and the weight gradients are then one matrix product each over all T*B rows.
+  Internally it uses exact rewrites (sigmoids only, gate blocks reordered, c doubled, h negated)
+  that keep the per-step work small; LSTMFunction's docstring lists them.
 - impl="loop": a readable cell loop whose gradient autograd derives. For teaching and checking.
 
 Equations of one step (gate order i, f, g, o; Hochreiter & Schmidhuber 1997, Gers et al. 2000):
@@ -176,23 +178,23 @@ class LSTMFunction(torch.autograd.Function):
             torch.add(dh_T, dy[T - 1], out=dhs[T])
             z[T, :, 4] = dc_T
             w_h = _to_internal(w_hh, H)
-            dr = x.new_empty(B, H) if w_hr is not None else None
+            dr_buf = x.new_empty(B, H) if w_hr is not None else None
             DA, DH, DY = dan.unbind(0), dhs.unbind(0), dy.unbind(0)
             ZO, ZG, ZC = z[:T, :, 0].unbind(0), z[:T, :, 1:].unbind(0), z[:, :, 4].unbind(0)
             KO, KG, KC = k[:, :, 0].unbind(0), k[:, :, 1:].unbind(0), k_c.unbind(0)
             for t in reversed(range(T)):
-                dh = DH[t + 1]
-                r = dh if w_hr is None else torch.mm(dh, w_hr, out=dr)    # h = r W_hr^T
+                dht = DH[t + 1]                                # w.r.t. the output h_t of step t
+                dr = dht if w_hr is None else torch.mm(dht, w_hr, out=dr_buf)   # h = r W_hr^T
                 dc = ZC[t + 1]
-                dc.addcmul_(r, KC[t])
+                dc.addcmul_(dr, KC[t])
                 torch.mul(dc.unsqueeze(1), KG[t], out=ZG[t])   # -da_i, -da_f, -da_g, dc_prev
-                torch.mul(r, KO[t], out=ZO[t])                 # -da_o
+                torch.mul(dr, KO[t], out=ZO[t])                # -da_o
                 if t > 0:
                     torch.addmm(DY[t - 1], DA[t], w_h, alpha=-1, out=DH[t])
                 else:
                     torch.mm(DA[t], w_h, out=DH[t]).neg_()
                 if keep is not None:
-                    DH[t].addcmul_(keep[t], dh)
+                    DH[t].addcmul_(keep[t], dht)
 
             dan = dan.view(T * B, 4 * H)
             need = ctx.needs_input_grad
