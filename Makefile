@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lstmkit-installed
 
-.PHONY: setup book test lint bench clean
+.PHONY: setup book test lint bench bench-grader clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: setup lint
 bench: setup
 	$(PY) benchmarks/bench_reference.py
 	$(PY) benchmarks/bench_torch.py
+
+# Grades 200 generated submissions twice (1 and 2 workers) and a few with plain nbgrader: minutes.
+bench-grader: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) benchmarks/bench_grader.py
 
 clean:
 	rm -rf _build
