@@ -13,14 +13,7 @@ import torch.nn.functional as F
 from lstmkit import grading, tasks
 from lstmkit.torch import LSTM
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The chapters train single-threaded; the same thread count keeps the runs identical."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_tasks_use_lstmkit_lstm():

@@ -10,14 +10,7 @@ from sklearn.linear_model import LogisticRegression
 
 from lstmkit import series, tasks
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The chapters train single-threaded; the same thread count keeps the runs identical."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- order task

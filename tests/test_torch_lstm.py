@@ -9,14 +9,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from lstmkit import reference
 from lstmkit.torch import LSTM, LSTMCell, LSTMFunction
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-wait stalls on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 IMPLS = ["fused", "loop"]
