@@ -9,6 +9,7 @@ and the autograded notebooks.
 
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -229,3 +230,35 @@ def test_bad_usage_fails_with_a_message(course, args, message):
         args = [*args, "--course", str(course[0])]
     r = run("lstmkit.cli", "grade", *args)
     assert r.returncode != 0 and message in r.stderr, r.stderr
+
+
+def test_formgrader_api_lists_and_renders_the_autograded_submission(course):
+    """What formgrader does for manual grading: NbGraderAPI finds the graded submission, and its
+    formgrade HTML exporter renders the autograded notebook with the written answer to grade."""
+    from nbconvert.exporters import HTMLExporter
+    from nbgrader.apps.api import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.server_extensions.formgrader import handlers
+    from traitlets.config import Config
+
+    root = course[0]
+    api = NbGraderAPI(coursedir=CourseDirectory(root=str(root)))
+    submission = api.get_submission("gates", "wrong")
+    assert submission["autograded"] and submission["needs_manual_grade"]
+    assert submission["score"] == float(rows(course, "gates")["wrong"]["total"])
+    notebooks = {n["student"]: n for n in api.get_notebook_submissions("gates", "gates")}
+    assert {"honest", "wrong", "blank"} <= set(notebooks)
+
+    config = Config()
+    config.HTMLExporter.template_name = "formgrade"
+    config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+    resources = {"assignment_id": "gates", "notebook_id": "gates", "submission_id": notebooks["wrong"]["id"],
+                 "index": 0, "total": len(notebooks), "base_url": "/", "student": "wrong", "last_name": None,
+                 "first_name": None, "notebook_path": "autograded/wrong/gates/gates.ipynb"}
+    path = root / "autograded" / "wrong" / "gates" / "gates.ipynb"
+    html, _ = HTMLExporter(config=config).from_filename(str(path), resources=resources)
+    # a score box for every grade cell, the hand-graded answer included, out of its points
+    for grade_id, points in (("test_sigmoid", 2), ("test_cell_forward", 3), ("answer_remember", 3)):
+        box = rf'<input class="score tabbable" id="{grade_id}"[^>]*/> / {points}\.0'
+        assert re.search(box, html), f"formgrader shows no score box for {grade_id}"
+    assert "looks like o * c" in html   # the grader's verdict under the test cell
