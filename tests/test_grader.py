@@ -36,8 +36,22 @@ for path in ("/lstmkit-probe.txt", "/var/tmp/lstmkit-probe.txt", os.path.expandu
 for path in ("COURSE", "PACKAGE"):
     if os.path.exists(path) and os.listdir(path):
         probes.append(f"could list {path}")
-if os.listdir("/tmp") != ["work"]:
+import sys
+prefix = os.path.realpath(sys.prefix)          # a venv under /tmp is bound back, alone and read-only
+if prefix.startswith("/tmp/"):
+    parts = prefix.split("/")[2:]
+    for depth in range(len(parts)):
+        seen = os.listdir("/tmp/" + "/".join(parts[:depth]))
+        expected = sorted({parts[depth], "work"}) if depth == 0 else [parts[depth]]
+        if sorted(seen) != expected:
+            probes.append(f"/tmp shows {seen[:5]} at depth {depth}")
+elif os.listdir("/tmp") != ["work"]:
     probes.append(f"/tmp is shared: {os.listdir('/tmp')[:5]}")
+try:
+    open(os.path.join(prefix, "lstmkit-probe"), "w").close()
+    probes.append("could write into the Python environment")
+except OSError:
+    pass
 if [name for _, name in socket.if_nameindex()] != ["lo"]:
     probes.append(f"network interfaces {socket.if_nameindex()}")
 if len([p for p in os.listdir("/proc") if p.isdigit()]) > 5:

@@ -26,7 +26,7 @@ import os
 import resource
 import sys
 
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
 MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME = 1024, 2048, 1 << 21, 1 << 24
 MOUNT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
                "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME}
@@ -48,6 +48,11 @@ def _unescape(path):
     return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
+def _under(path, root):
+    root = root.rstrip("/")
+    return path == root or path.startswith(root + "/")
+
+
 def isolate_filesystem(workdir, hide, hide_proc=False):
     """Everything read-only, `hide` under empty tmpfs, /tmp a fresh tmpfs with WORKDIR bound at /tmp/work."""
     fd = os.open(workdir, os.O_PATH | os.O_DIRECTORY)
@@ -63,10 +68,20 @@ def isolate_filesystem(workdir, hide, hide_proc=False):
         except OSError:
             if target == "/":
                 raise
+    # Python itself may live under /tmp (e.g. a checkout there): keep it, read-only, on the new /tmp.
+    # (/tmp is in `hide` as the shared temporary folder; it is replaced below, so it does not count.)
+    others = [h for h in hide if h.rstrip("/") != "/tmp"]
+    keep = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(sys.executable))}
+    keep = sorted(p for p in keep if p.startswith("/tmp/") and not any(_under(p, h) for h in others))
+    keep_fds = [(p, os.open(p, os.O_PATH | os.O_DIRECTORY)) for p in keep]
     for path in hide:
         if os.path.isdir(path):
             _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0555")
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
+    for path, keep_fd in keep_fds:
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/proc/self/fd/{keep_fd}", path, None, MS_BIND | MS_REC)  # read-only like its source
+        os.close(keep_fd)
     os.mkdir(WORK)
     _mount(f"/proc/self/fd/{fd}", WORK, None, MS_BIND)
     _mount(None, WORK, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
