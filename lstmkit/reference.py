@@ -99,6 +99,21 @@ def _check_state(state, B, H, dtype, names=("h_prev", "c_prev")):
 
 # ----------------------------------------------------------------------------- parameters
 
+def _uniform_params(input_size, hidden_size, n_gates, rng, dtype):
+    """weight_ih (n_gates*H, D), weight_hh (n_gates*H, H), bias_ih, bias_hh (n_gates*H,), all
+    uniform(-1/sqrt(H), 1/sqrt(H)) like torch.nn's recurrent layers."""
+    for name, n in (("input_size", input_size), ("hidden_size", hidden_size)):
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"{name} must be a positive int; got {n!r}")
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        raise TypeError(f"dtype must be a float dtype; got {np.dtype(dtype)}")
+    rng = np.random.default_rng(rng)
+    D, H = int(input_size), int(hidden_size)
+    G, k = n_gates * H, 1.0 / np.sqrt(H)
+    shapes = {"weight_ih": (G, D), "weight_hh": (G, H), "bias_ih": (G,), "bias_hh": (G,)}
+    return {name: rng.uniform(-k, k, size=shape).astype(dtype) for name, shape in shapes.items()}
+
+
 def init_params(input_size, hidden_size, *, rng=None, dtype=np.float64, forget_bias=0.0):
     """Random LSTM parameters initialised like torch.nn.LSTM: uniform(-1/sqrt(H), 1/sqrt(H)).
 
@@ -110,16 +125,8 @@ def init_params(input_size, hidden_size, *, rng=None, dtype=np.float64, forget_b
     Returns:
     - dict with weight_ih (4H, D), weight_hh (4H, H), bias_ih (4H,), bias_hh (4H,).
     """
-    for name, n in (("input_size", input_size), ("hidden_size", hidden_size)):
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"{name} must be a positive int; got {n!r}")
-    if not np.issubdtype(np.dtype(dtype), np.floating):
-        raise TypeError(f"dtype must be a float dtype; got {np.dtype(dtype)}")
-    rng = np.random.default_rng(rng)
-    D, H = int(input_size), int(hidden_size)
-    k = 1.0 / np.sqrt(H)
-    shapes = {"weight_ih": (4 * H, D), "weight_hh": (4 * H, H), "bias_ih": (4 * H,), "bias_hh": (4 * H,)}
-    params = {name: rng.uniform(-k, k, size=shape).astype(dtype) for name, shape in shapes.items()}
+    params = _uniform_params(input_size, hidden_size, 4, rng, dtype)
+    H = params["weight_hh"].shape[1]
     params["bias_ih"][H:2 * H] += forget_bias
     return params
 

@@ -39,16 +39,7 @@ def init_rnn_params(input_size, hidden_size, *, rng=None, dtype=np.float64):
     Returns:
     - dict with weight_ih (H, D), weight_hh (H, H), bias_ih (H,), bias_hh (H,).
     """
-    for name, n in (("input_size", input_size), ("hidden_size", hidden_size)):
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"{name} must be a positive int; got {n!r}")
-    if not np.issubdtype(np.dtype(dtype), np.floating):
-        raise TypeError(f"dtype must be a float dtype; got {np.dtype(dtype)}")
-    rng = np.random.default_rng(rng)
-    D, H = int(input_size), int(hidden_size)
-    k = 1.0 / np.sqrt(H)
-    shapes = {"weight_ih": (H, D), "weight_hh": (H, H), "bias_ih": (H,), "bias_hh": (H,)}
-    return {name: rng.uniform(-k, k, size=shape).astype(dtype) for name, shape in shapes.items()}
+    return ref._uniform_params(input_size, hidden_size, 1, rng, dtype)
 
 
 # ----------------------------------------------------------------------------- forward, backward
