@@ -130,6 +130,14 @@ def _step(model, loss, optimizer, clip):
     return float(norm)
 
 
+def _begin(model, clip, epochs, progress):
+    """Check clip, put the model in training mode; return an empty History and the epochs' progress bar."""
+    if clip is not None and clip <= 0:
+        raise ValueError(f"clip must be positive or None; got {clip}")
+    model.train()
+    return History(), progress_bar(range(epochs), desc="epochs", disable=not progress)
+
+
 def fit(model, batches, loss_fn, optimizer, epochs=1, clip=None, progress=True):
     """Train `model` for `epochs` passes over `batches`.
 
@@ -144,11 +152,7 @@ def fit(model, batches, loss_fn, optimizer, epochs=1, clip=None, progress=True):
     Returns:
     - History with one loss and one gradient norm per step.
     """
-    if clip is not None and clip <= 0:
-        raise ValueError(f"clip must be positive or None; got {clip}")
-    hist = History()
-    model.train()
-    bar = progress_bar(range(epochs), desc="epochs", disable=not progress)
+    hist, bar = _begin(model, clip, epochs, progress)
     for _ in bar:
         total, n = 0.0, 0
         for inputs, targets in batches:
@@ -205,11 +209,7 @@ def fit_tbptt(model, xs, ys, loss_fn, optimizer, k, epochs=1, clip=None, progres
     Returns:
     - History (one entry per chunk), with `final_state` set to the detached last state.
     """
-    if clip is not None and clip <= 0:
-        raise ValueError(f"clip must be positive or None; got {clip}")
-    hist = History()
-    model.train()
-    bar = progress_bar(range(epochs), desc="epochs", disable=not progress)
+    hist, bar = _begin(model, clip, epochs, progress)
     for _ in bar:
         s, total, n = detach_state(state), 0.0, 0
         for x, y in tbptt_chunks(xs, ys, k):
