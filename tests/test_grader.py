@@ -37,16 +37,21 @@ for path in ("COURSE", "PACKAGE"):
     if os.path.exists(path) and os.listdir(path):
         probes.append(f"could list {path}")
 import sys
-prefix = os.path.realpath(sys.prefix)          # a venv under /tmp is bound back, alone and read-only
-if prefix.startswith("/tmp/"):
-    parts = prefix.split("/")[2:]
-    for depth in range(len(parts)):
-        seen = os.listdir("/tmp/" + "/".join(parts[:depth]))
-        expected = sorted({parts[depth], "work"}) if depth == 0 else [parts[depth]]
-        if sorted(seen) != expected:
-            probes.append(f"/tmp shows {seen[:5]} at depth {depth}")
-elif os.listdir("/tmp") != ["work"]:
-    probes.append(f"/tmp is shared: {os.listdir('/tmp')[:5]}")
+prefix = os.path.realpath(sys.prefix)   # a venv in a hidden folder is bound back, alone and read-only
+for hidden, own in (("/tmp", ["work"]), ("CHECKOUT", [])):
+    parts = os.path.relpath(prefix, hidden).split("/") if prefix.startswith(hidden + "/") else []
+    for depth in range(max(len(parts), 1)):   # each folder on the way shows only the next one
+        folder = os.path.join(hidden, *parts[:depth])
+        seen = sorted(os.listdir(folder)) if os.path.isdir(folder) else own
+        expected = sorted(own + parts[depth:depth + 1]) if depth == 0 else [parts[depth]]
+        if seen != expected:
+            probes.append(f"{folder} shows {seen[:5]}")
+for path in ("CHECKOUT/.git/HEAD", "CHECKOUT/README.md"):
+    try:
+        open(path).close()
+        probes.append(f"could read {path}")
+    except OSError:
+        pass
 try:
     open(os.path.join(prefix, "lstmkit-probe"), "w").close()
     probes.append("could write into the Python environment")
@@ -109,7 +114,8 @@ def course(tmp_path_factory):
            "h_prev, c_prev = state\n    while True:\n        pass\n")
     edited(course, "gates", "probe", "sigmoid", "### BEGIN SOLUTION\n",
            "### BEGIN SOLUTION\n    assert not probes, probes\n",
-           prepend=PROBE.replace("COURSE", str(course)).replace("PACKAGE", str(ROOT / "lstmkit")))
+           prepend=PROBE.replace("COURSE", str(course)).replace("PACKAGE", str(ROOT / "lstmkit"))
+           .replace("CHECKOUT", str(ROOT)))
     edited(course, "bptt", "no_sum", "backward", "grads[k] += step_grads[k]", "grads[k] = step_grads[k]")
     runs = {}
     for a, workers in (("gates", "2"), ("bptt", "1")):

@@ -53,8 +53,17 @@ def _under(path, root):
     return path == root or path.startswith(root + "/")
 
 
+def kept_paths(hide):
+    """Python's own folders (the venv, the interpreter) that lie in a hidden folder, e.g. a venv inside the
+    hidden checkout or under /tmp: they are bound back, read-only, so that the interpreter still works."""
+    keep = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(sys.executable))}
+    keep = [p for p in keep if any(_under(p, h) for h in hide)]
+    return sorted(p for p in keep if not any(_under(p, k) and p != k for k in keep))
+
+
 def isolate_filesystem(workdir, hide, hide_proc=False):
-    """Everything read-only, `hide` under empty tmpfs, /tmp a fresh tmpfs with WORKDIR bound at /tmp/work."""
+    """Everything read-only, `hide` under empty tmpfs (Python's own folders bound back into them, read-only),
+    /tmp a fresh tmpfs with WORKDIR bound at /tmp/work."""
     fd = os.open(workdir, os.O_PATH | os.O_DIRECTORY)
     with open("/proc/self/mountinfo") as f:
         mounts = [line.split() for line in f]
@@ -68,20 +77,28 @@ def isolate_filesystem(workdir, hide, hide_proc=False):
         except OSError:
             if target == "/":
                 raise
-    # Python itself may live under /tmp (e.g. a checkout there): keep it, read-only, on the new /tmp.
-    # (/tmp is in `hide` as the shared temporary folder; it is replaced below, so it does not count.)
-    others = [h for h in hide if h.rstrip("/") != "/tmp"]
-    keep = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(sys.executable))}
-    keep = sorted(p for p in keep if p.startswith("/tmp/") and not any(_under(p, h) for h in others))
+    keep = kept_paths(hide)
     keep_fds = [(p, os.open(p, os.O_PATH | os.O_DIRECTORY)) for p in keep]
+    hide = sorted({h.rstrip("/") or "/" for h in hide} | {"/tmp"}, key=len)
+    covered = []  # hidden folders mounted over, outermost first
     for path in hide:
-        if os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0555")
-    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
+        if any(_under(path, c) for c in covered) or not os.path.isdir(path):
+            continue  # inside a folder already hidden (re-hidden below if Python's folders hold it)
+        if path == "/tmp":
+            _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
+        else:  # writable until Python's folders are bound back in, then read-only
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0555")
+        covered.append(path)
     for path, keep_fd in keep_fds:
         os.makedirs(path, exist_ok=True)
         _mount(f"/proc/self/fd/{keep_fd}", path, None, MS_BIND | MS_REC)  # read-only like its source
         os.close(keep_fd)
+    for path in covered:
+        if path != "/tmp":
+            _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for path in hide:  # a hidden folder inside Python's folders (e.g. an installed lstmkit) stays hidden
+        if any(_under(path, k) for k in keep) and path not in keep and os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0555")
     os.mkdir(WORK)
     _mount(f"/proc/self/fd/{fd}", WORK, None, MS_BIND)
     _mount(None, WORK, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
@@ -196,18 +213,25 @@ def _guard_torch(torch, flags_file):
 
 
 def install_audit_hook(hide, flags_file, guard=False):
-    prefixes = tuple(p.rstrip("/") + "/" for p in hide if not (WORK + "/").startswith(p.rstrip("/") + "/"))
+    hide = [h for h in hide if not _under(WORK, h)]  # the private /tmp holds only our work folder
+    keep = kept_paths(hide)
+    keep += [os.path.abspath(p) for p in (sys.prefix, os.path.dirname(sys.executable))]
+
+    def refused(path):
+        """In a hidden folder, and not in Python's own folders unless hidden inside them."""
+        path = os.path.abspath(path)
+        inside = [h for h in hide if _under(path, h)]
+        return any(not any(_under(path, k) for k in keep) or any(_under(h, k) for k in keep) for h in inside)
 
     def hook(event, args):
         if event == "open" and isinstance(args[0], (str, bytes)):
             path = os.fsdecode(args[0])
-            full = os.path.abspath(path) + "/"
-            if full.startswith(prefixes):
+            if refused(path):
                 flag(f"tried to open {path} (course or grader files)", flags_file)
                 raise PermissionError(f"the grader's sandbox refused to open {path}")
         elif event == "sqlite3.connect" and args and isinstance(args[0], (str, bytes)):
             path = os.fsdecode(args[0])
-            if (os.path.abspath(path) + "/").startswith(prefixes):
+            if refused(path):
                 flag(f"tried to open the database {path} (course or grader files)", flags_file)
                 raise PermissionError(f"the grader's sandbox refused to open {path}")
         elif event == "import" and guard and "torch" in sys.modules:

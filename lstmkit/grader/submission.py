@@ -47,9 +47,12 @@ def _flatten(d, prefix=""):
 
 
 def _hidden_paths(course):
-    """What the child may not see: the course, the real lstmkit package, the repository's tests and the
-    temporary folder (other submissions' copies; the child gets a private /tmp)."""
+    """What the child may not see: the course, the real lstmkit package, the whole checkout it came from
+    (its .git holds the solutions' history), the repository's tests and the temporary folder (other
+    submissions' copies; the child gets a private /tmp). Python's own folders inside are bound back."""
     paths = [str(PACKAGE), str(PACKAGE.parent / "tests"), tempfile.gettempdir()]
+    if (PACKAGE.parent / "pyproject.toml").is_file():  # a source checkout, not site-packages
+        paths.append(str(PACKAGE.parent))
     if course:
         paths.append(str(Path(course).resolve()))
     return paths
