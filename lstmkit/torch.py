@@ -173,48 +173,47 @@ class LSTMFunction(torch.autograd.Function):
             #   dc_prev = dc * f.
             # With g = 2 s_g - 1, tanh(c) = 2 s_c - 1 and 1 - (2s - 1)^2 = 4 s (1 - s), each factor is
             # one or two addcmuls written straight into place (memory traffic is what these cost).
-            # The loop works with -da, so k holds [-k_o, -k_i, -k_f, -k_g, f].
+            # The loop works with -da, so k[t] holds [-k_o, -k_i, -k_f, -k_g, f]; the loop then
+            # multiplies each k[t] in place into [-da_o, -da_i, -da_f, -da_g, dc_prev] (one buffer
+            # fewer to allocate and to stream through the cache); k[T] holds dc_T.
             o, i, f, s_g = acts.chunk(4, 2)
             zero = acts.new_zeros(())
-            k = acts.new_empty(T, B, 5, H)
+            k = acts.new_empty(T + 1, B, 5, H)
             u = torch.addcmul(o, o, o, value=-1)                              # o (1 - o)
-            torch.addcmul(u, u, s_c, value=-2, out=k[:, :, 0])                # -tanh(c) o (1 - o)
+            torch.addcmul(u, u, s_c, value=-2, out=k[:T, :, 0])               # -tanh(c) o (1 - o)
             torch.addcmul(i, i, i, value=-1, out=u)                           # i (1 - i)
-            torch.addcmul(u, u, s_g, value=-2, out=k[:, :, 1])                # -g i (1 - i)
+            torch.addcmul(u, u, s_g, value=-2, out=k[:T, :, 1])               # -g i (1 - i)
             torch.addcmul(f, f, f, value=-1, out=u)                           # f (1 - f)
-            torch.addcmul(zero, u, c2[:T], value=-0.5, out=k[:, :, 2])        # -c_prev f (1 - f)
+            torch.addcmul(zero, u, c2[:T], value=-0.5, out=k[:T, :, 2])       # -c_prev f (1 - f)
             torch.addcmul(s_g, s_g, s_g, value=-1, out=u)                     # s_g (1 - s_g)
-            torch.addcmul(zero, u, i, value=-4, out=k[:, :, 3])               # -i (1 - g^2)
-            k[:, :, 4] = f
+            torch.addcmul(zero, u, i, value=-4, out=k[:T, :, 3])              # -i (1 - g^2)
+            k[:T, :, 4] = f
             torch.addcmul(s_c, s_c, s_c, value=-1, out=u)                     # s_c (1 - s_c)
             k_c = torch.addcmul(zero, u, o, value=4, out=u)                   # o (1 - tanh(c)^2)
+            k[T, :, 4] = dc_T
             keep = None
             if mask is not None:  # masked steps: da = 0, and (dh, dc) pass straight through
                 m = mask.to(x.dtype)
-                k[:, :, :4] *= m.unsqueeze(3)
-                k[:, :, 4] = torch.where(mask, f, 1)
+                k[:T, :, :4] *= m.unsqueeze(3)
+                k[:T, :, 4] = torch.where(mask, f, 1)
                 k_c *= m
                 dy = dy * m
                 keep = (1 - m).unbind(0)
 
-            # z[t] = [-da_o, -da_i, -da_f, -da_g, dc_prev] of step t; z[T] holds dc_T.
-            z = acts.new_empty(T + 1, B, 5, H)
-            dan = z[:T, :, :4].view(T, B, 4 * H)         # -da; rows of stride 5H: no copy
+            dan = k[:T, :, :4].view(T, B, 4 * H)         # -da after the loop; rows of stride 5H: no copy
             dhs = x.new_empty(T + 1, B, P)                # gradient w.r.t. h_t (t = 0..T)
             torch.add(dh_T, dy[T - 1], out=dhs[T])
-            z[T, :, 4] = dc_T
             w_h = _to_internal(w_hh, H)
             dr_buf = x.new_empty(B, H) if w_hr is not None else None
-            DA, DH, DY = dan.unbind(0), dhs.unbind(0), dy.unbind(0)
-            ZO, ZG, ZC = z[:T, :, 0].unbind(0), z[:T, :, 1:].unbind(0), z[:, :, 4].unbind(0)
-            KO, KG, KC = k[:, :, 0].unbind(0), k[:, :, 1:].unbind(0), k_c.unbind(0)
+            DA, DH, DY, DC = dan.unbind(0), dhs.unbind(0), dy.unbind(0), k[:, :, 4].unbind(0)
+            KO, KG, KC = k[:T, :, 0].unbind(0), k[:T, :, 1:].unbind(0), k_c.unbind(0)
             for t in reversed(range(T)):
                 dht = DH[t + 1]                                # w.r.t. the output h_t of step t
                 dr = dht if w_hr is None else torch.mm(dht, w_hr, out=dr_buf)   # h = r W_hr^T
-                dc = ZC[t + 1]
+                dc = DC[t + 1]
                 dc.addcmul_(dr, KC[t])
-                torch.mul(dc.unsqueeze(1), KG[t], out=ZG[t])   # -da_i, -da_f, -da_g, dc_prev
-                torch.mul(dr, KO[t], out=ZO[t])                # -da_o
+                KG[t].mul_(dc.unsqueeze(1))                    # -da_i, -da_f, -da_g, dc_prev
+                KO[t].mul_(dr)                                 # -da_o
                 if t > 0:
                     torch.addmm(DY[t - 1], DA[t], w_h, alpha=-1, out=DH[t])
                 else:
@@ -232,7 +231,7 @@ class LSTMFunction(torch.autograd.Function):
             if w_hr is not None and need[7]:
                 r = rn if mask is None else rn * m
                 dw_hr = (dhs[1:].reshape(T * B, P).t() @ r.view(T * B, H)).neg_()
-        return (dx, dhs[0], z[0, :, 4].clone(), dw_ih, dw_hh, db, None if db is None else db.clone(),
+        return (dx, dhs[0], k[0, :, 4].clone(), dw_ih, dw_hh, db, None if db is None else db.clone(),
                 dw_hr, None)
 
 
