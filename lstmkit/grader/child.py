@@ -6,8 +6,9 @@ This file is copied into the submission's temporary folder and run there as
 stand-in package and `_lstmkit_run.py` (lstmkit/grading_run.py) sit next to it.
 
 Before any student code runs it
-1. makes every mount read-only, hides the paths in job["hide"] under empty tmpfs mounts, mounts a
-   fresh tmpfs on /tmp and binds WORKDIR to /tmp/work (the only writable place);
+1. makes every mount read-only, hides the paths in job["hide"] under empty tmpfs mounts (binding
+   Python's own folders back when they lie inside), mounts a fresh tmpfs on /tmp and binds WORKDIR
+   to /tmp/work (the only writable place);
 2. drops every capability for good (securebits, bounding set, no_new_privs), so the student cannot
    undo the mounts;
 3. sets rlimits (CPU, address space, file size, processes, no core dumps);

@@ -4,7 +4,8 @@
         python -I -B WORKDIR/child.py WORKDIR
 
 - user + mount namespaces: the child remounts everything read-only, hides the course, the grader's
-  package and tests, and gets a private /tmp (child.py), then drops all capabilities;
+  package, tests and checkout (Python's own folders bound back), and gets a private /tmp (child.py),
+  then drops all capabilities;
 - net namespace: no network (only a loopback that is down);
 - pid namespace with its own /proc: the child sees no other process, and when it ends the kernel
   kills everything it started (fork bombs included);
