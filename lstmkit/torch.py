@@ -172,23 +172,23 @@ class LSTMFunction(torch.autograd.Function):
             #   da_i = dc * g i (1 - i),  da_f = dc * c_prev f (1 - f),  da_g = dc * i (1 - g^2),
             #   dc_prev = dc * f.
             # With g = 2 s_g - 1, tanh(c) = 2 s_c - 1 and 1 - (2s - 1)^2 = 4 s (1 - s), each factor is
-            # one or two addcmuls written straight into place (memory traffic is what these cost).
+            # s (1 - s) of its gate (one op over all four blocks) times one more factor, applied in
+            # place (memory traffic is what these cost).
             # The loop works with -da, so k[t] holds [-k_o, -k_i, -k_f, -k_g, f]; the loop then
             # multiplies each k[t] in place into [-da_o, -da_i, -da_f, -da_g, dc_prev] (one buffer
             # fewer to allocate and to stream through the cache); k[T] holds dc_T.
             o, i, f, s_g = acts.chunk(4, 2)
             zero = acts.new_zeros(())
             k = acts.new_empty(T + 1, B, 5, H)
-            u = torch.addcmul(o, o, o, value=-1)                              # o (1 - o)
-            torch.addcmul(u, u, s_c, value=-2, out=k[:T, :, 0])               # -tanh(c) o (1 - o)
-            torch.addcmul(i, i, i, value=-1, out=u)                           # i (1 - i)
-            torch.addcmul(u, u, s_g, value=-2, out=k[:T, :, 1])               # -g i (1 - i)
-            torch.addcmul(f, f, f, value=-1, out=u)                           # f (1 - f)
-            torch.addcmul(zero, u, c2[:T], value=-0.5, out=k[:T, :, 2])       # -c_prev f (1 - f)
-            torch.addcmul(s_g, s_g, s_g, value=-1, out=u)                     # s_g (1 - s_g)
-            torch.addcmul(zero, u, i, value=-4, out=k[:T, :, 3])              # -i (1 - g^2)
+            k_o, k_i, k_f, k_g = k[:T, :, :4].unbind(2)
+            gates = acts.view(T, B, 4, H)
+            torch.addcmul(gates, gates, gates, value=-1, out=k[:T, :, :4])    # o (1 - o), i (1 - i), ...
+            k_o.addcmul_(k_o, s_c, value=-2)                                  # -tanh(c) o (1 - o)
+            k_i.addcmul_(k_i, s_g, value=-2)                                  # -g i (1 - i)
+            torch.addcmul(zero, k_f, c2[:T], value=-0.5, out=k_f)             # -c_prev f (1 - f)
+            torch.addcmul(zero, k_g, i, value=-4, out=k_g)                    # -i (1 - g^2)
             k[:T, :, 4] = f
-            torch.addcmul(s_c, s_c, s_c, value=-1, out=u)                     # s_c (1 - s_c)
+            u = torch.addcmul(s_c, s_c, s_c, value=-1)                        # s_c (1 - s_c)
             k_c = torch.addcmul(zero, u, o, value=4, out=u)                   # o (1 - tanh(c)^2)
             k[T, :, 4] = dc_T
             keep = None
