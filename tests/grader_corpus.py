@@ -22,6 +22,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from collections.abc import Callable
@@ -57,6 +58,7 @@ class Context:
     course: Path
     port: int
     marks: Path
+    unix: str = ""  # a Unix socket the test listens on, in a folder the sandbox can see (read-only)
 
     def source(self, assignment):
         return nbformat.read(self.course / "source" / assignment / f"{assignment}.ipynb", 4)
@@ -137,14 +139,14 @@ def no_tanh(ctx):
 def gates_cell_forward(body, fmt=True):
     """gates with cell_forward replaced by `def cell_forward(x, state, params):` + body (others honest,
     no plot).
-    With fmt, {course}, {root}, {port} and {marks} in body are filled in (write {{ }} for braces)."""
+    With fmt, {course}, {root}, {port}, {marks} and {unix} in body are filled in (write {{ }} for braces)."""
 
     def build(ctx):
         text = "def cell_forward(x, state, params):\n" + textwrap.indent(
             textwrap.dedent(body).strip(), "    "
         )
         if fmt:
-            text = text.format(course=ctx.course, root=ROOT, port=ctx.port, marks=ctx.marks)
+            text = text.format(course=ctx.course, root=ROOT, port=ctx.port, marks=ctx.marks, unix=ctx.unix)
         nb = set_source(ctx.source("gates"), "cell_forward", text)
         # the plot cell calls cell_forward while the cells run: leave it out, so that only the check calls it
         return set_source(nb, "plot_remember", "print('no plot')")
@@ -491,6 +493,53 @@ def _(ctx):
                 s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
         except OSError:
             pass
+        raise NotImplementedError
+    """)(ctx)
+
+
+@case(
+    "unix_socket",
+    "gates",
+    zero("gates", "test_cell_forward"),
+    "flagged",
+    ["test_cell_forward:", "local (Unix) socket"],
+    doc="connects to a Unix socket of the host (visible read-only, which does not stop connect())",
+)
+def _(ctx):
+    return gates_cell_forward("""
+        import os, socket
+        if not os.path.exists("{unix}"):
+            raise RuntimeError("the test's socket is not visible: this case tests nothing")
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect("{unix}")
+                s.sendall(b"hello")
+        except OSError:
+            pass
+        raise NotImplementedError
+    """)(ctx)
+
+
+@case(
+    "unix_socket_ctypes",
+    "gates",
+    zero("gates", "test_cell_forward"),
+    "error",
+    ["test_cell_forward:", "NotImplementedError"],
+    doc="the same through libc (no audit event): only the seccomp filter stops it",
+)
+def _(ctx):
+    return gates_cell_forward("""
+        import ctypes, os
+        if not os.path.exists("{unix}"):
+            raise RuntimeError("the test's socket is not visible: this case tests nothing")
+        libc = ctypes.CDLL(None)
+        fd = libc.socket(1, 1, 0)  # AF_UNIX, SOCK_STREAM
+        if fd >= 0:
+            path = b"{unix}"
+            address = ctypes.create_string_buffer(2 + 108)
+            address[0:2 + len(path)] = (1).to_bytes(2, "little") + path
+            libc.connect(fd, address, 2 + 108)
         raise NotImplementedError
     """)(ctx)
 
@@ -999,32 +1048,43 @@ def submit_cases(ctx, cases):
 
 
 class Listener:
-    """A TCP listener on 127.0.0.1 that records every connection (a sandboxed child must make none)."""
+    """A TCP listener on 127.0.0.1 and a Unix socket in a folder outside /tmp (which the sandbox sees,
+    read-only) that record every connection (a sandboxed child must make none)."""
 
     def __init__(self):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
+        self._folder = tempfile.mkdtemp(prefix="lstmkit-unix-", dir="/var/tmp" if os.path.isdir("/var/tmp")
+                                        else os.path.expanduser("~"))
+        self.unix = os.path.join(self._folder, "listener.sock")
+        self.unix_sock = socket.socket(socket.AF_UNIX)
+        self.unix_sock.bind(self.unix)
         self.connections = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._serve, args=(s,), daemon=True)
+                         for s in (self.sock, self.unix_sock)]
+        for t in self._threads:
+            t.start()
 
-    def _serve(self):
+    def _serve(self, sock):
+        sock.listen()
+        sock.settimeout(0.2)
         while not self._stop.is_set():
             try:
-                conn, addr = self.sock.accept()
+                conn, addr = sock.accept()
             except OSError:
                 continue
-            self.connections.append(addr)
+            self.connections.append(addr or "unix")
             conn.close()
 
     def close(self):
         self._stop.set()
-        self._thread.join()
+        for t in self._threads:
+            t.join()
         self.sock.close()
+        self.unix_sock.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
 
 
 def cases_for(assignment, tag=None):

@@ -81,7 +81,7 @@ def corpus(tmp_path_factory):
     marks.mkdir()
     listener = Listener()
     try:
-        submit_cases(Context(course, listener.port, marks), CASES)
+        submit_cases(Context(course, listener.port, marks, listener.unix), CASES)
         before, before_db = tree_hash(course), fixed_tables(course)
         runs, csvs, second = {}, {}, {}
         for a in ASSIGNMENTS:
@@ -157,7 +157,7 @@ def test_gradebook_keeps_the_instructor_tables_and_no_planted_student(corpus):
 
 
 def test_no_side_effect_escaped_the_sandbox(corpus):
-    assert corpus["connections"] == [], "a submission reached the listener on 127.0.0.1"
+    assert corpus["connections"] == [], "a submission reached the listener (127.0.0.1 or Unix socket)"
     assert list(corpus["marks"].iterdir()) == [], "the trusted process unpickled a submission's output"
     assert corpus["orphans"] == [], "a process started by a submission outlived the grading"
 

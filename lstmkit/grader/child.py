@@ -10,7 +10,7 @@ Before any student code runs it
    Python's own folders back when they lie inside), mounts a fresh tmpfs on /tmp and binds WORKDIR
    to /tmp/work (the only writable place);
 2. drops every capability for good (securebits, bounding set, no_new_privs), so the student cannot
-   undo the mounts;
+   undo the mounts, and forbids Unix sockets (seccomp);
 3. sets rlimits (CPU, address space, file size, processes, no core dumps);
 4. installs an audit hook that refuses (and records) opening hidden paths and network connections.
 
@@ -135,6 +135,36 @@ def drop_privileges():
         raise RuntimeError("capabilities left after dropping them")
 
 
+class SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                ("k", ctypes.c_uint32)]
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+
+def forbid_unix_sockets():
+    """A seccomp filter: socket(AF_UNIX, ...) fails with EPERM. The mounts hide no socket of the host's
+    daemons, and a read-only mount does not stop connect(). Linux on x86_64 only; returns whether it is on."""
+    if os.uname().machine != "x86_64":
+        return False
+    load, jeq, ret = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K
+    allow, eperm = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    program = [
+        (load, 0, 0, 4), (jeq, 1, 0, 0xC000003E), (ret, 0, 0, eperm),  # another ABI (i386): refuse all
+        (load, 0, 0, 0), (jeq, 1, 0, 41), (jeq, 0, 3, 0x40000000 | 41),  # socket(), also as x32
+        (load, 0, 0, 16), (jeq, 0, 1, 1), (ret, 0, 0, eperm),           # family AF_UNIX: refuse
+        (ret, 0, 0, allow),
+    ]
+    filters = (SockFilter * len(program))(*[SockFilter(*op) for op in program])
+    prog = SockFprog(len(program), filters)
+    pr_set_seccomp, seccomp_mode_filter = 22, 2
+    if libc.prctl(pr_set_seccomp, seccomp_mode_filter, ctypes.byref(prog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
+    return True
+
+
 def set_limits(limits):
     for name, value in (("RLIMIT_FSIZE", limits["fsize"]),
                         ("RLIMIT_NPROC", limits["nproc"]), ("RLIMIT_CORE", 0)):
@@ -237,11 +267,14 @@ def install_audit_hook(hide, flags_file, guard=False):
                 raise PermissionError(f"the grader's sandbox refused to open {path}")
         elif event == "import" and guard and "torch" in sys.modules:
             guard_torch(flags_file)
+        elif event == "socket.__new__" and args[1] == 1:  # AF_UNIX
+            flag("tried to open a local (Unix) socket", flags_file)
+            raise PermissionError("the grader's sandbox has no local sockets")
         elif event == "socket.connect":
             address = args[1]
-            if not isinstance(address, (str, bytes)):
-                flag(f"tried to open a network connection to {address!r}", flags_file)
-                raise PermissionError("the grader's sandbox has no network")
+            what = "local socket" if isinstance(address, (str, bytes)) else "network connection to"
+            flag(f"tried to open a {what} {address!r}", flags_file)
+            raise PermissionError("the grader's sandbox has no network")
 
     sys.addaudithook(hook)
 
@@ -342,6 +375,7 @@ def main(workdir):
     if job["isolate"]:
         isolate_filesystem(workdir, job["hide"], job.get("hide_proc", False))
         drop_privileges()
+        forbid_unix_sockets()
         workdir = WORK
     else:
         os.chdir(workdir)
