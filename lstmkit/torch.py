@@ -64,12 +64,15 @@ def _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep):
     """The forward loop of LSTMFunction (see its docstring for the rewrites).
 
     keep=True stores every step's gates and states for the backward and returns them
-    (acts, hn, c2, s_c, rn) after (y, h_T, c_T); keep=False (inference) works in a few
-    buffers of one step's size, which stay in cache, and returns only (y, h_T, c_T).
+    (acts, hn, c2, s_c, rn) after (y, h_T, c_T); it carries -h and 2c as the docstring says.
+    keep=False (inference) works in a few buffers of one step's size, which stay in cache, and
+    carries h and -2c instead (the same ops with the other sign), so that the outputs are written
+    straight into y. It returns only (y, h_T, c_T).
     """
     T, B, D = x.shape
     H = w_ih.shape[0] // 4
     P = h0.shape[1]
+    sign = 1 if keep else -1                      # the stored states are -sign * h and 2 sign c
     # Input part of every step at once; with keep=True this buffer becomes the gate activations in place.
     x2 = x.reshape(T * B, D)
     w_x = _g_doubled(w_ih, H)
@@ -78,10 +81,10 @@ def _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep):
     else:
         acts = torch.mm(x2, w_x.t())
     acts = acts.view(T, B, 4 * H)
-    w_h_t = _g_doubled(w_hh, H, sign=-1).t()      # multiplies hn = -h
+    w_h_t = _g_doubled(w_hh, H, sign=-sign).t()   # multiplies hn = -sign * h
     w_hr_t = w_hr.t() if w_hr is not None else None
-    hn = x.new_empty(T + 1, B, P)                 # -h
-    torch.neg(h0, out=hn[0])
+    hn = x.new_empty(T + 1, B, P)                 # -sign * h
+    torch.mul(h0, -sign, out=hn[0])
     # Lists of the views each step reads and writes, made once: indexing inside the loop costs
     # as much as arithmetic. Without keep, the lists repeat one step's buffers (two for c2, so
     # that the masked update can still read the previous state).
@@ -97,31 +100,33 @@ def _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep):
         C2, SC = c2.unbind(0), s_c.unbind(0)
         RN = rn.unbind(0) if rn is not None else None
     else:
-        work, c_buf, s_buf = x.new_empty(B, 4 * H), x.new_empty(2, B, H), x.new_empty(B, H)
+        work, s_buf = x.new_empty(B, 4 * H), x.new_empty(B, H)
         A, SC = [work] * T, [s_buf] * T
         O, I, Fg, SG = ([block] * T for block in work.chunk(4, 1))
-        C2 = [c_buf[t % 2] for t in range(T + 1)]
+        c_pair = x.new_empty(2, B, H).unbind(0)
+        C2 = [c_pair[t % 2] for t in range(T + 1)]
         RN = [x.new_empty(B, H)] * T if w_hr is not None else None
-    torch.mul(c0, 2, out=C2[0])
+    torch.mul(c0, 2 * sign, out=C2[0])
     for t in range(T):
         c = C2[t + 1]
         torch.addmm(XA[t], HN[t], w_h_t, out=A[t])    # a = x W_ih^T + b + h_prev W_hh^T
         A[t].sigmoid_()                               # o, i, f, s_g
-        torch.mul(Fg[t], C2[t], out=c)                # c2 = f * c2_prev + 4 i s_g - 2 i
-        c.addcmul_(I[t], SG[t], value=4)
-        c.sub_(I[t], alpha=2)
+        torch.mul(Fg[t], C2[t], out=c)                # c2 = f * c2_prev + 4 i s_g - 2 i (times sign)
+        c.addcmul_(I[t], SG[t], value=4 * sign)
+        c.sub_(I[t], alpha=2 * sign)
         torch.sigmoid(c, out=SC[t])
         r = HN[t + 1] if RN is None else RN[t]
-        torch.addcmul(O[t], O[t], SC[t], value=-2, out=r)   # -h = o - 2 o sigmoid(c2)
+        torch.addcmul(O[t], O[t], SC[t], value=-2, out=r)   # -sign * h = o - 2 o sigmoid(c2)
         if RN is not None:
             torch.mm(r, w_hr_t, out=HN[t + 1])
         if M is not None:  # past a sequence's end, keep the previous state
             torch.where(M[t], c, C2[t], out=c)
             torch.where(M[t], HN[t + 1], HN[t], out=HN[t + 1])
-    y = hn[1:].neg()
+    h_T = hn[T] * -sign
+    y = hn[1:].neg() if keep else hn[1:]
     if mask is not None:
         y.mul_(mask)
-    out = (y, hn[T].neg(), C2[T] * 0.5)
+    out = (y, h_T, C2[T] * (0.5 * sign))
     return out + (acts, hn, c2, s_c, rn) if keep else out
 
 
