@@ -153,6 +153,9 @@ class LSTMFunction(torch.autograd.Function):
       sigmoid(c2) = (1 + tanh(c)) / 2 needs no scaling step.
     - The hidden state is carried negated, hn = -h = o - 2 o sigmoid(c2) (one addcmul), with
       W_hh negated to match.
+    When no gradient can be asked for, lstm_layer runs the same loop (_fused_forward) without
+    keeping anything for the backward, and with the signs flipped (h and -2c are carried, so the
+    outputs need no final negation).
     """
 
     @staticmethod
