@@ -1,9 +1,10 @@
 """Benchmark: lstmkit.torch.LSTM (fused hand-written BPTT) against torch.nn.LSTM.
 
 Times forward and forward+backward at two CPU sizes (float32, 2 threads by default), with the
-candidates interleaved in every repeat (nn, fused, nn, fused, ...) so that drifts in machine load
-hit all alike, and reports medians, the ratio to nn.LSTM and GFLOP/s against a measured matmul
-peak (a (T*B, D+H) x (D+H, 4H) product, the shape of the LSTM's work).
+candidates interleaved in every repeat (nn, fused, then fused, nn, ...) so that drifts in machine
+load hit all alike, and reports medians, the ratio to nn.LSTM (the median of the per-repeat
+ratios) and GFLOP/s against a measured matmul peak (a (T*B, D+H) x (D+H, 4H) product, the shape
+of the LSTM's work). The forward is timed under torch.no_grad() (inference).
 
     .venv/bin/python benchmarks/bench_torch.py [--repeats N] [--threads N] [--loop] [--quick]
     .venv/bin/python benchmarks/bench_torch.py --threads 1 --clock cpu   # on a busy shared machine
@@ -80,8 +81,9 @@ def bench(name, T, B, D, H, device, repeats, impls):
     for m in mods.values():  # warm up
         fwd(m)
         fwd_bwd(m)
-    for _ in range(repeats):
-        for k, m in mods.items():
+    for r in range(repeats):
+        order = list(mods.items())
+        for k, m in order if r % 2 == 0 else order[::-1]:  # alternate who goes first
             times[k]["fwd"].append(timed(lambda m=m: fwd(m), device))
             times[k]["fwd+bwd"].append(timed(lambda m=m: fwd_bwd(m), device))
     peak = matmul_peak(T, B, D, H, device, repeats)
@@ -89,11 +91,14 @@ def bench(name, T, B, D, H, device, repeats, impls):
     print(f"\n{name}: T={T} B={B} D={D} H={H} {device} float32; matmul peak {peak:.1f} GFLOP/s")
     print(f"{'':14s} {'pass':8s} {'median ms':>10s} {'x nn.LSTM':>10s} {'GFLOP/s':>9s} {'% peak':>7s}")
     for pass_, mult in (("fwd", 1), ("fwd+bwd", 3)):
-        base = statistics.median(times["nn.LSTM"][pass_])
+        base = times["nn.LSTM"][pass_]
         for k in mods:
             t = statistics.median(times[k][pass_])
+            # Ratio: median over repeats of (this / nn.LSTM in the same repeat), so that load that
+            # comes and goes during the run cancels out instead of landing on one candidate.
+            ratio = statistics.median([a / b for a, b in zip(times[k][pass_], base, strict=True)])
             gf = mult * flops / t / 1e9
-            print(f"{k:14s} {pass_:8s} {1e3 * t:10.2f} {t / base:10.3f} {gf:9.1f} {100 * gf / peak:6.1f}%")
+            print(f"{k:14s} {pass_:8s} {1e3 * t:10.2f} {ratio:10.3f} {gf:9.1f} {100 * gf / peak:6.1f}%")
 
 
 def load_average():
