@@ -420,6 +420,10 @@ and shapes as `torch.nn.LSTMCell` and a one-layer `torch.nn.LSTM` (time-major, `
 so that loading an `nn.LSTM`'s weights into yours gives the same outputs. Then you will train it on
 the adding problem of Hochreiter & Schmidhuber (1997).
 
+Write the equations yourself with tensor operations: `torch.nn.LSTM`, `torch.nn.LSTMCell`, torch's
+fused LSTM functions and `lstmkit`'s implementations are what your code is compared with, so a part
+that calls them scores 0 and is flagged by the grader.
+
 Run *Kernel > Restart & Run All* before you submit (the training should take well under a minute).
 """, "intro"),
     code("""

@@ -729,6 +729,23 @@ def _(ctx):
 
 
 @case(
+    "torch_lstm_cell_pytorch",
+    "pytorch",
+    all_zero("pytorch"),
+    "flagged",
+    ["test_cell:", "test_layer:", "test_adding:", "lstm_cell"],
+    doc="lstm_step calls torch's fused torch.lstm_cell; the layer and the training reuse it",
+)
+def _(ctx):
+    return replace(
+        ctx.source("pytorch"),
+        "cell",
+        "    a = x @ weight_ih.T + bias_ih + h_prev @ weight_hh.T + bias_hh\n",
+        "    return torch.lstm_cell(x, (h_prev, c_prev), weight_ih, weight_hh, bias_ih, bias_hh)\n",
+    )
+
+
+@case(
     "lstmkit_torch_pytorch",
     "pytorch",
     zero("pytorch", "test_layer", "test_adding"),

@@ -124,12 +124,10 @@ def scan(cells, allowed_reference):
                     messages.append(msg)
                     for name in _bound_names(stmt):
                         tainted.setdefault(name, msg)
-                else:
+                else:  # e.g. model = Adder(): tainted if Adder is, found by the loop below
                     refs = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name)}
-                    hit = next((tainted[r] for r in refs if r in tainted), None)
-                    if hit:
-                        for name in _bound_names(stmt):
-                            tainted.setdefault(name, hit)
+                    for name in _bound_names(stmt):
+                        defs.setdefault(name, set()).update(refs)
     changed = True
     while changed:
         changed = False
