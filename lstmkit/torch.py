@@ -26,6 +26,7 @@ once a sequence has ended, which gives exactly nn.LSTM's final states.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -73,55 +74,60 @@ def _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep):
     H = w_ih.shape[0] // 4
     P = h0.shape[1]
     sign = 1 if keep else -1                      # the stored states are -sign * h and 2 sign c
-    # Input part of every step at once; with keep=True this buffer becomes the gate activations in place.
-    x2 = x.reshape(T * B, D)
-    w_x = _g_doubled(w_ih, H)
-    if b_ih is not None:
-        acts = torch.addmm(_g_doubled(b_ih + b_hh, H), x2, w_x.t())
-    else:
-        acts = torch.mm(x2, w_x.t())
-    acts = acts.view(T, B, 4 * H)
-    w_h_t = _g_doubled(w_hh, H, sign=-sign).t()   # multiplies hn = -sign * h
-    w_hr_t = w_hr.t() if w_hr is not None else None
+    # Made outside inference mode, so that y (a view of it) is an ordinary tensor.
     hn = x.new_empty(T + 1, B, P)                 # -sign * h
-    torch.mul(h0, -sign, out=hn[0])
-    # Lists of the views each step reads and writes, made once: indexing inside the loop costs
-    # as much as arithmetic. Without keep, the lists repeat one step's buffers (two for c2, so
-    # that the masked update can still read the previous state).
-    XA = acts.unbind(0)
-    HN = hn.unbind(0)
-    M = mask.unbind(0) if mask is not None else None
-    if keep:
-        c2 = x.new_empty(T + 1, B, H)             # 2c
-        s_c = x.new_empty(T, B, H)                # sigmoid(2c) = (1 + tanh(c)) / 2
-        rn = x.new_empty(T, B, H) if w_hr is not None else None  # -o * tanh(c), before projection
-        A = XA
-        O, I, Fg, SG = (block.unbind(0) for block in acts.chunk(4, 2))
-        C2, SC = c2.unbind(0), s_c.unbind(0)
-        RN = rn.unbind(0) if rn is not None else None
-    else:
-        work, s_buf = x.new_empty(B, 4 * H), x.new_empty(B, H)
-        A, SC = [work] * T, [s_buf] * T
-        O, I, Fg, SG = ([block] * T for block in work.chunk(4, 1))
-        c_pair = x.new_empty(2, B, H).unbind(0)
-        C2 = [c_pair[t % 2] for t in range(T + 1)]
-        RN = [x.new_empty(B, H)] * T if w_hr is not None else None
-    torch.mul(c0, 2 * sign, out=C2[0])
-    for t in range(T):
-        c = C2[t + 1]
-        torch.addmm(XA[t], HN[t], w_h_t, out=A[t])    # a = x W_ih^T + b + h_prev W_hh^T
-        A[t].sigmoid_()                               # o, i, f, s_g
-        torch.mul(Fg[t], C2[t], out=c)                # c2 = f * c2_prev + 4 i s_g - 2 i (times sign)
-        c.addcmul_(I[t], SG[t], value=4 * sign)
-        c.sub_(I[t], alpha=2 * sign)
-        torch.sigmoid(c, out=SC[t])
-        r = HN[t + 1] if RN is None else RN[t]
-        torch.addcmul(O[t], O[t], SC[t], value=-2, out=r)   # -sign * h = o - 2 o sigmoid(c2)
-        if RN is not None:
-            torch.mm(r, w_hr_t, out=HN[t + 1])
-        if M is not None:  # past a sequence's end, keep the previous state
-            torch.where(M[t], c, C2[t], out=c)
-            torch.where(M[t], HN[t + 1], HN[t], out=HN[t + 1])
+    # Without keep, everything else runs in inference mode: torch then skips the autograd
+    # bookkeeping of each view and in-place op, a good part of the cost of these small ops.
+    # (torch.inference_mode(False) is not a no-op: it would turn grad mode back on.)
+    with contextlib.nullcontext() if keep else torch.inference_mode():
+        # Input part of every step at once; with keep=True this buffer becomes the gate activations in place.
+        x2 = x.reshape(T * B, D)
+        w_x = _g_doubled(w_ih, H)
+        if b_ih is not None:
+            acts = torch.addmm(_g_doubled(b_ih + b_hh, H), x2, w_x.t())
+        else:
+            acts = torch.mm(x2, w_x.t())
+        acts = acts.view(T, B, 4 * H)
+        w_h_t = _g_doubled(w_hh, H, sign=-sign).t()   # multiplies hn = -sign * h
+        w_hr_t = w_hr.t() if w_hr is not None else None
+        torch.mul(h0, -sign, out=hn[0])
+        # Lists of the views each step reads and writes, made once: indexing inside the loop costs
+        # as much as arithmetic. Without keep, the lists repeat one step's buffers (two for c2, so
+        # that the masked update can still read the previous state).
+        XA = acts.unbind(0)
+        HN = hn.unbind(0)
+        M = mask.unbind(0) if mask is not None else None
+        if keep:
+            c2 = x.new_empty(T + 1, B, H)             # 2c
+            s_c = x.new_empty(T, B, H)                # sigmoid(2c) = (1 + tanh(c)) / 2
+            rn = x.new_empty(T, B, H) if w_hr is not None else None  # -o * tanh(c), before projection
+            A = XA
+            O, I, Fg, SG = (block.unbind(0) for block in acts.chunk(4, 2))
+            C2, SC = c2.unbind(0), s_c.unbind(0)
+            RN = rn.unbind(0) if rn is not None else None
+        else:
+            work, s_buf = x.new_empty(B, 4 * H), x.new_empty(B, H)
+            A, SC = [work] * T, [s_buf] * T
+            O, I, Fg, SG = ([block] * T for block in work.chunk(4, 1))
+            c_pair = x.new_empty(2, B, H).unbind(0)
+            C2 = [c_pair[t % 2] for t in range(T + 1)]
+            RN = [x.new_empty(B, H)] * T if w_hr is not None else None
+        torch.mul(c0, 2 * sign, out=C2[0])
+        for t in range(T):
+            c = C2[t + 1]
+            torch.addmm(XA[t], HN[t], w_h_t, out=A[t])    # a = x W_ih^T + b + h_prev W_hh^T
+            A[t].sigmoid_()                               # o, i, f, s_g
+            torch.mul(Fg[t], C2[t], out=c)                # c2 = f * c2_prev + 4 i s_g - 2 i (times sign)
+            c.addcmul_(I[t], SG[t], value=4 * sign)
+            c.sub_(I[t], alpha=2 * sign)
+            torch.sigmoid(c, out=SC[t])
+            r = HN[t + 1] if RN is None else RN[t]
+            torch.addcmul(O[t], O[t], SC[t], value=-2, out=r)   # -sign * h = o - 2 o sigmoid(c2)
+            if RN is not None:
+                torch.mm(r, w_hr_t, out=HN[t + 1])
+            if M is not None:  # past a sequence's end, keep the previous state
+                torch.where(M[t], c, C2[t], out=c)
+                torch.where(M[t], HN[t + 1], HN[t], out=HN[t + 1])
     h_T = hn[T] * -sign
     y = hn[1:].neg() if keep else hn[1:]
     if mask is not None:
