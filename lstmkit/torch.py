@@ -180,60 +180,64 @@ class LSTMFunction(torch.autograd.Function):
         H = w_ih.shape[0] // 4
         P = hn.shape[2]
         with torch.no_grad():
-            # The local derivatives of every step at once (big elementwise ops over all T steps),
-            # so that the sequential loop below is three small ops and one matmul per step:
-            #   da_o = dr * tanh(c) o (1 - o);  dc += dr * o (1 - tanh(c)^2);  then
-            #   da_i = dc * g i (1 - i),  da_f = dc * c_prev f (1 - f),  da_g = dc * i (1 - g^2),
-            #   dc_prev = dc * f.
-            # With g = 2 s_g - 1, tanh(c) = 2 s_c - 1 and 1 - (2s - 1)^2 = 4 s (1 - s), each factor is
-            # s (1 - s) of its gate (one op over all four blocks) times one more factor, applied in
-            # place (memory traffic is what these cost).
-            # The loop works with -da, so k[t] holds [-k_o, -k_i, -k_f, -k_g, f]; the loop then
-            # multiplies each k[t] in place into [-da_o, -da_i, -da_f, -da_g, dc_prev] (one buffer
-            # fewer to allocate and to stream through the cache); k[T] holds dc_T.
-            o, i, f, s_g = acts.chunk(4, 2)
-            zero = acts.new_zeros(())
-            k = acts.new_empty(T + 1, B, 5, H)
-            k_o, k_i, k_f, k_g = k[:T, :, :4].unbind(2)
-            gates = acts.view(T, B, 4, H)
-            torch.addcmul(gates, gates, gates, value=-1, out=k[:T, :, :4])    # o (1 - o), i (1 - i), ...
-            k_o.addcmul_(k_o, s_c, value=-2)                                  # -tanh(c) o (1 - o)
-            k_i.addcmul_(k_i, s_g, value=-2)                                  # -g i (1 - i)
-            torch.addcmul(zero, k_f, c2[:T], value=-0.5, out=k_f)             # -c_prev f (1 - f)
-            torch.addcmul(zero, k_g, i, value=-4, out=k_g)                    # -i (1 - g^2)
-            k[:T, :, 4] = f
-            u = torch.addcmul(s_c, s_c, s_c, value=-1)                        # s_c (1 - s_c)
-            k_c = torch.addcmul(zero, u, o, value=4, out=u)                   # o (1 - tanh(c)^2)
-            k[T, :, 4] = dc_T
-            keep = None
-            if mask is not None:  # masked steps: da = 0, and (dh, dc) pass straight through
-                m = mask.to(x.dtype)
-                k[:T, :, :4] *= m.unsqueeze(3)
-                k[:T, :, 4] = torch.where(mask, f, 1)
-                k_c *= m
-                dy = dy * m
-                keep = (1 - m).unbind(0)
+            dhs = x.new_empty(T + 1, B, P)                # gradient w.r.t. h_t (t = 0..T); dhs[0] is returned
+            # The work on internal buffers runs in inference mode, which skips autograd's bookkeeping
+            # of each view and in-place op; the gradients returned are formed after it, as ordinary
+            # tensors.
+            with torch.inference_mode():
+                # The local derivatives of every step at once (big elementwise ops over all T steps),
+                # so that the sequential loop below is three small ops and one matmul per step:
+                #   da_o = dr * tanh(c) o (1 - o);  dc += dr * o (1 - tanh(c)^2);  then
+                #   da_i = dc * g i (1 - i),  da_f = dc * c_prev f (1 - f),  da_g = dc * i (1 - g^2),
+                #   dc_prev = dc * f.
+                # With g = 2 s_g - 1, tanh(c) = 2 s_c - 1 and 1 - (2s - 1)^2 = 4 s (1 - s), each factor is
+                # s (1 - s) of its gate (one op over all four blocks) times one more factor, applied in
+                # place (memory traffic is what these cost).
+                # The loop works with -da, so k[t] holds [-k_o, -k_i, -k_f, -k_g, f]; the loop then
+                # multiplies each k[t] in place into [-da_o, -da_i, -da_f, -da_g, dc_prev] (one buffer
+                # fewer to allocate and to stream through the cache); k[T] holds dc_T.
+                o, i, f, s_g = acts.chunk(4, 2)
+                zero = acts.new_zeros(())
+                k = acts.new_empty(T + 1, B, 5, H)
+                k_o, k_i, k_f, k_g = k[:T, :, :4].unbind(2)
+                gates = acts.view(T, B, 4, H)
+                torch.addcmul(gates, gates, gates, value=-1, out=k[:T, :, :4])    # o (1 - o), i (1 - i), ...
+                k_o.addcmul_(k_o, s_c, value=-2)                                  # -tanh(c) o (1 - o)
+                k_i.addcmul_(k_i, s_g, value=-2)                                  # -g i (1 - i)
+                torch.addcmul(zero, k_f, c2[:T], value=-0.5, out=k_f)             # -c_prev f (1 - f)
+                torch.addcmul(zero, k_g, i, value=-4, out=k_g)                    # -i (1 - g^2)
+                k[:T, :, 4] = f
+                u = torch.addcmul(s_c, s_c, s_c, value=-1)                        # s_c (1 - s_c)
+                k_c = torch.addcmul(zero, u, o, value=4, out=u)                   # o (1 - tanh(c)^2)
+                k[T, :, 4] = dc_T
+                keep = None
+                if mask is not None:  # masked steps: da = 0, and (dh, dc) pass straight through
+                    m = mask.to(x.dtype)
+                    k[:T, :, :4] *= m.unsqueeze(3)
+                    k[:T, :, 4] = torch.where(mask, f, 1)
+                    k_c *= m
+                    dy = dy * m
+                    keep = (1 - m).unbind(0)
 
-            dan = k[:T, :, :4].view(T, B, 4 * H)         # -da after the loop; rows of stride 5H: no copy
-            dhs = x.new_empty(T + 1, B, P)                # gradient w.r.t. h_t (t = 0..T)
-            torch.add(dh_T, dy[T - 1], out=dhs[T])
-            w_h = _to_internal(w_hh, H)
-            dr_buf = x.new_empty(B, H) if w_hr is not None else None
-            DA, DH, DY, DC = dan.unbind(0), dhs.unbind(0), dy.unbind(0), k[:, :, 4].unbind(0)
-            KO, KG, KC = k[:T, :, 0].unbind(0), k[:T, :, 1:].unbind(0), k_c.unbind(0)
-            for t in reversed(range(T)):
-                dht = DH[t + 1]                                # w.r.t. the output h_t of step t
-                dr = dht if w_hr is None else torch.mm(dht, w_hr, out=dr_buf)   # h = r W_hr^T
-                dc = DC[t + 1]
-                dc.addcmul_(dr, KC[t])
-                KG[t].mul_(dc.unsqueeze(1))                    # -da_i, -da_f, -da_g, dc_prev
-                KO[t].mul_(dr)                                 # -da_o
-                if t > 0:
-                    torch.addmm(DY[t - 1], DA[t], w_h, alpha=-1, out=DH[t])
-                else:
-                    torch.mm(DA[t], w_h, out=DH[t]).neg_()
-                if keep is not None:
-                    DH[t].addcmul_(keep[t], dht)
+                dan = k[:T, :, :4].view(T, B, 4 * H)         # -da after the loop; rows of stride 5H: no copy
+                torch.add(dh_T, dy[T - 1], out=dhs[T])
+                w_h = _to_internal(w_hh, H)
+                dr_buf = x.new_empty(B, H) if w_hr is not None else None
+                DA, DH, DY, DC = dan.unbind(0), dhs.unbind(0), dy.unbind(0), k[:, :, 4].unbind(0)
+                KO, KG, KC = k[:T, :, 0].unbind(0), k[:T, :, 1:].unbind(0), k_c.unbind(0)
+                for t in reversed(range(T)):
+                    dht = DH[t + 1]                                # w.r.t. the output h_t of step t
+                    dr = dht if w_hr is None else torch.mm(dht, w_hr, out=dr_buf)   # h = r W_hr^T
+                    dc = DC[t + 1]
+                    dc.addcmul_(dr, KC[t])
+                    KG[t].mul_(dc.unsqueeze(1))                    # -da_i, -da_f, -da_g, dc_prev
+                    KO[t].mul_(dr)                                 # -da_o
+                    if t > 0:
+                        torch.addmm(DY[t - 1], DA[t], w_h, alpha=-1, out=DH[t])
+                    else:
+                        torch.mm(DA[t], w_h, out=DH[t]).neg_()
+                    if keep is not None:
+                        DH[t].addcmul_(keep[t], dht)
 
             dan = dan.view(T * B, 4 * H)
             need = ctx.needs_input_grad
