@@ -26,7 +26,6 @@ once a sequence has ended, which gives exactly nn.LSTM's final states.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -74,22 +73,25 @@ def _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep):
     H = w_ih.shape[0] // 4
     P = h0.shape[1]
     sign = 1 if keep else -1                      # the stored states are -sign * h and 2 sign c
-    # Made outside inference mode, so that y (a view of it) is an ordinary tensor.
+    # Input part of every step at once; with keep=True this buffer becomes the gate activations in place.
+    x2 = x.reshape(T * B, D)
+    w_x = _g_doubled(w_ih, H)
+    if b_ih is not None:
+        acts = torch.addmm(_g_doubled(b_ih + b_hh, H), x2, w_x.t())
+    else:
+        acts = torch.mm(x2, w_x.t())
+    acts = acts.view(T, B, 4 * H)
+    w_h_t = _g_doubled(w_hh, H, sign=-sign).t()   # multiplies hn = -sign * h
+    w_hr_t = w_hr.t() if w_hr is not None else None
     hn = x.new_empty(T + 1, B, P)                 # -sign * h
-    # Without keep, everything else runs in inference mode: torch then skips the autograd
+    if keep:
+        c2 = x.new_empty(T + 1, B, H)             # 2c
+        s_c = x.new_empty(T, B, H)                # sigmoid(2c) = (1 + tanh(c)) / 2
+        rn = x.new_empty(T, B, H) if w_hr is not None else None  # -o * tanh(c), before projection
+    # The buffers above are what the caller gets (outputs, tensors saved for the backward), so they
+    # are ordinary tensors. The steps run in inference mode: torch then skips the autograd
     # bookkeeping of each view and in-place op, a good part of the cost of these small ops.
-    # (torch.inference_mode(False) is not a no-op: it would turn grad mode back on.)
-    with contextlib.nullcontext() if keep else torch.inference_mode():
-        # Input part of every step at once; with keep=True this buffer becomes the gate activations in place.
-        x2 = x.reshape(T * B, D)
-        w_x = _g_doubled(w_ih, H)
-        if b_ih is not None:
-            acts = torch.addmm(_g_doubled(b_ih + b_hh, H), x2, w_x.t())
-        else:
-            acts = torch.mm(x2, w_x.t())
-        acts = acts.view(T, B, 4 * H)
-        w_h_t = _g_doubled(w_hh, H, sign=-sign).t()   # multiplies hn = -sign * h
-        w_hr_t = w_hr.t() if w_hr is not None else None
+    with torch.inference_mode():
         torch.mul(h0, -sign, out=hn[0])
         # Lists of the views each step reads and writes, made once: indexing inside the loop costs
         # as much as arithmetic. Without keep, the lists repeat one step's buffers (two for c2, so
@@ -98,9 +100,6 @@ def _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep):
         HN = hn.unbind(0)
         M = mask.unbind(0) if mask is not None else None
         if keep:
-            c2 = x.new_empty(T + 1, B, H)             # 2c
-            s_c = x.new_empty(T, B, H)                # sigmoid(2c) = (1 + tanh(c)) / 2
-            rn = x.new_empty(T, B, H) if w_hr is not None else None  # -o * tanh(c), before projection
             A = XA
             O, I, Fg, SG = (block.unbind(0) for block in acts.chunk(4, 2))
             C2, SC = c2.unbind(0), s_c.unbind(0)
