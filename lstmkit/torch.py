@@ -9,7 +9,7 @@ loads both ways and a model can swap one class for the other. Two implementation
   written in torch ops so it runs on any device. The input projection x W_ih^T of every step is
   one matrix product; the backward loop carries only (dh, dc) and stores the pre-activation
   gradients da, and the weight gradients are then one matrix product each over all T*B rows.
-  Internally it uses exact rewrites (sigmoids only, gate blocks reordered, c doubled, h negated)
+  Internally it uses exact rewrites (sigmoids only, c doubled, h negated)
   that keep the per-step work small; LSTMFunction's docstring lists them.
 - impl="loop": a readable cell loop whose gradient autograd derives. For teaching and checking.
 
@@ -40,23 +40,10 @@ __all__ = ["LSTM", "LSTMCell", "LSTMFunction", "lstm_layer"]
 
 # ----------------------------------------------------------------------------- the fused Function
 
-def _to_internal(w, H):
-    """Gate blocks (i, f, g, o) -> (o, i, f, g): the fused Function's internal order (a roll by one block)."""
-    return torch.roll(w, H, 0)
-
-
-def _from_internal(w, H):
-    """Gate blocks (o, i, f, g) -> (i, f, g, o), the inverse of _to_internal."""
-    return torch.roll(w, -H, 0)
-
-
 def _g_doubled(w, H, sign=1):
-    """sign * w in the internal order with the g rows doubled, so that sigmoid(a) gives sigmoid(2 a_g)."""
-    # Three multiplies straight into the reordered rows (cheaper than a roll and a scale).
-    out = torch.empty_like(w)
-    torch.mul(w[3 * H:], sign, out=out[:H])
-    torch.mul(w[:2 * H], sign, out=out[H:3 * H])
-    torch.mul(w[2 * H:3 * H], 2 * sign, out=out[3 * H:])
+    """sign * w with the g rows (gate order i, f, g, o) doubled, so that sigmoid(a) gives sigmoid(2 a_g)."""
+    out = w * sign
+    out[2 * H:3 * H] *= 2
     return out
 
 
@@ -101,13 +88,13 @@ def _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep):
         M = mask.unbind(0) if mask is not None else None
         if keep:
             A = XA
-            O, I, Fg, SG = (block.unbind(0) for block in acts.chunk(4, 2))
+            I, Fg, SG, O = (block.unbind(0) for block in acts.chunk(4, 2))
             C2, SC = c2.unbind(0), s_c.unbind(0)
             RN = rn.unbind(0) if rn is not None else None
         else:
             work, s_buf = x.new_empty(B, 4 * H), x.new_empty(B, H)
             A, SC = [work] * T, [s_buf] * T
-            O, I, Fg, SG = ([block] * T for block in work.chunk(4, 1))
+            I, Fg, SG, O = ([block] * T for block in work.chunk(4, 1))
             c_pair = x.new_empty(2, B, H).unbind(0)
             C2 = [c_pair[t % 2] for t in range(T + 1)]
             RN = [x.new_empty(B, H)] * T if w_hr is not None else None
@@ -115,7 +102,7 @@ def _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep):
         for t in range(T):
             c = C2[t + 1]
             torch.addmm(XA[t], HN[t], w_h_t, out=A[t])    # a = x W_ih^T + b + h_prev W_hh^T
-            A[t].sigmoid_()                               # o, i, f, s_g
+            A[t].sigmoid_()                               # i, f, s_g, o
             torch.mul(Fg[t], C2[t], out=c)                # c2 = f * c2_prev + 4 i s_g - 2 i (times sign)
             c.addcmul_(I[t], SG[t], value=4 * sign)
             c.sub_(I[t], alpha=2 * sign)
@@ -152,8 +139,7 @@ class LSTMFunction(torch.autograd.Function):
     all of them sigmoids and multiply-adds (torch's CPU tanh costs about three sigmoids):
     - tanh(z) = 2 sigmoid(2z) - 1. The g rows of the weights are doubled (exact in binary floating
       point), so one sigmoid over the whole (B, 4H) block gives i, f, o and s_g = sigmoid(2 a_g),
-      with g = 2 s_g - 1. Internally the gate blocks are ordered (o, i, f, g), torch's order
-      rolled by one block, so that the backward finds the three gates that take dc side by side.
+      with g = 2 s_g - 1.
     - The cell state is carried doubled, c2 = 2c = f * c2_prev + 4 i s_g - 2 i, so that
       sigmoid(c2) = (1 + tanh(c)) / 2 needs no scaling step.
     - The hidden state is carried negated, hn = -h = o - 2 o sigmoid(c2) (one addcmul), with
@@ -192,44 +178,46 @@ class LSTMFunction(torch.autograd.Function):
                 # With g = 2 s_g - 1, tanh(c) = 2 s_c - 1 and 1 - (2s - 1)^2 = 4 s (1 - s), each factor is
                 # s (1 - s) of its gate (one op over all four blocks) times one more factor, applied in
                 # place (memory traffic is what these cost).
-                # The loop works with -da, so k[t] holds [-k_o, -k_i, -k_f, -k_g, f]; the loop then
-                # multiplies each k[t] in place into [-da_o, -da_i, -da_f, -da_g, dc_prev] (one buffer
-                # fewer to allocate and to stream through the cache); k[T] holds dc_T.
-                o, i, f, s_g = acts.chunk(4, 2)
+                # The loop works with -da, so k[t] holds [f, -k_i, -k_f, -k_g, -k_o]; the loop then
+                # multiplies each k[t] in place into [dc_prev, -da_i, -da_f, -da_g, -da_o] (one buffer
+                # fewer to allocate and to stream through the cache); k[T, 0] holds dc_T. With f in
+                # front, one broadcast multiply by dc gives dc_prev, da_i, da_f and da_g, and -da stays
+                # in torch's gate order (i, f, g, o) for the weight-gradient products.
+                i, f, s_g, o = acts.chunk(4, 2)
                 zero = acts.new_zeros(())
                 k = acts.new_empty(T + 1, B, 5, H)
-                k_o, k_i, k_f, k_g = k[:T, :, :4].unbind(2)
+                k_i, k_f, k_g, k_o = k[:T, :, 1:].unbind(2)
                 gates = acts.view(T, B, 4, H)
-                torch.addcmul(gates, gates, gates, value=-1, out=k[:T, :, :4])    # o (1 - o), i (1 - i), ...
+                torch.addcmul(gates, gates, gates, value=-1, out=k[:T, :, 1:])    # i (1 - i), f (1 - f), ...
                 k_o.addcmul_(k_o, s_c, value=-2)                                  # -tanh(c) o (1 - o)
                 k_i.addcmul_(k_i, s_g, value=-2)                                  # -g i (1 - i)
                 torch.addcmul(zero, k_f, c2[:T], value=-0.5, out=k_f)             # -c_prev f (1 - f)
                 torch.addcmul(zero, k_g, i, value=-4, out=k_g)                    # -i (1 - g^2)
-                k[:T, :, 4] = f
+                k[:T, :, 0] = f
                 u = torch.addcmul(s_c, s_c, s_c, value=-1)                        # s_c (1 - s_c)
                 k_c = torch.addcmul(zero, u, o, value=4, out=u)                   # o (1 - tanh(c)^2)
-                k[T, :, 4] = dc_T
+                k[T, :, 0] = dc_T
                 keep = None
                 if mask is not None:  # masked steps: da = 0, and (dh, dc) pass straight through
                     m = mask.to(x.dtype)
-                    k[:T, :, :4] *= m.unsqueeze(3)
-                    k[:T, :, 4] = torch.where(mask, f, 1)
+                    k[:T, :, 1:] *= m.unsqueeze(3)
+                    k[:T, :, 0] = torch.where(mask, f, 1)
                     k_c *= m
                     dy = dy * m
                     keep = (1 - m).unbind(0)
 
-                dan = k[:T, :, :4].view(T, B, 4 * H)         # -da after the loop; rows of stride 5H: no copy
+                dan = k[:T, :, 1:].view(T, B, 4 * H)         # -da after the loop; rows of stride 5H: no copy
                 torch.add(dh_T, dy[T - 1], out=dhs[T])
-                w_h = _to_internal(w_hh, H)
+                w_h = w_hh
                 dr_buf = x.new_empty(B, H) if w_hr is not None else None
-                DA, DH, DY, DC = dan.unbind(0), dhs.unbind(0), dy.unbind(0), k[:, :, 4].unbind(0)
-                KO, KG, KC = k[:T, :, 0].unbind(0), k[:T, :, 1:].unbind(0), k_c.unbind(0)
+                DA, DH, DY, DC = dan.unbind(0), dhs.unbind(0), dy.unbind(0), k[:, :, 0].unbind(0)
+                KG, KO, KC = k[:T, :, :4].unbind(0), k[:T, :, 4].unbind(0), k_c.unbind(0)
                 for t in reversed(range(T)):
                     dht = DH[t + 1]                                # w.r.t. the output h_t of step t
                     dr = dht if w_hr is None else torch.mm(dht, w_hr, out=dr_buf)   # h = r W_hr^T
                     dc = DC[t + 1]
                     dc.addcmul_(dr, KC[t])
-                    KG[t].mul_(dc.unsqueeze(1))                    # -da_i, -da_f, -da_g, dc_prev
+                    KG[t].mul_(dc.unsqueeze(1))                    # dc_prev, -da_i, -da_f, -da_g
                     KO[t].mul_(dr)                                 # -da_o
                     if t > 0:
                         torch.addmm(DY[t - 1], DA[t], w_h, alpha=-1, out=DH[t])
@@ -240,15 +228,15 @@ class LSTMFunction(torch.autograd.Function):
 
             dan = dan.view(T * B, 4 * H)
             need = ctx.needs_input_grad
-            dx = (dan @ _to_internal(w_ih, H).neg_()).view(T, B, D) if need[0] else None
-            dw_ih = _from_internal(dan.t() @ x.reshape(T * B, D), H).neg_() if need[3] else None
-            dw_hh = _from_internal(dan.t() @ hn[:T].reshape(T * B, P), H) if need[4] else None  # -da, -h
-            db = _from_internal(dan.sum(0), H).neg_() if ctx.has_bias else None
+            dx = (dan @ w_ih.neg()).view(T, B, D) if need[0] else None
+            dw_ih = (dan.t() @ x.reshape(T * B, D)).neg_() if need[3] else None
+            dw_hh = dan.t() @ hn[:T].reshape(T * B, P) if need[4] else None  # -da, -h
+            db = dan.sum(0).neg_() if ctx.has_bias else None
             dw_hr = None
             if w_hr is not None and need[7]:
                 r = rn if mask is None else rn * m
                 dw_hr = (dhs[1:].reshape(T * B, P).t() @ r.view(T * B, H)).neg_()
-        return (dx, dhs[0], k[0, :, 4].clone(), dw_ih, dw_hh, db, None if db is None else db.clone(),
+        return (dx, dhs[0], k[0, :, 0].clone(), dw_ih, dw_hh, db, None if db is None else db.clone(),
                 dw_hr, None)
 
 
