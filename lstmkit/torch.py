@@ -9,8 +9,8 @@ loads both ways and a model can swap one class for the other. Two implementation
   written in torch ops so it runs on any device. The input projection x W_ih^T of every step is
   one matrix product; the backward loop carries only (dh, dc) and stores the pre-activation
   gradients da, and the weight gradients are then one matrix product each over all T*B rows.
-  Internally it uses exact rewrites (sigmoids only, c doubled, h negated)
-  that keep the per-step work small; LSTMFunction's docstring lists them.
+  Internally it uses exact rewrites (sigmoids only, c doubled, h negated) that keep the
+  per-step work small; LSTMFunction's docstring lists them.
 - impl="loop": a readable cell loop whose gradient autograd derives. For teaching and checking.
 
 Equations of one step (gate order i, f, g, o; Hochreiter & Schmidhuber 1997, Gers et al. 2000):
