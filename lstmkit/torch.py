@@ -179,8 +179,8 @@ class LSTMFunction(torch.autograd.Function):
                 # s (1 - s) of its gate (one op over all four blocks) times one more factor, applied in
                 # place (memory traffic is what these cost).
                 # The loop works with -da, so k[t] holds [f, -k_i, -k_f, -k_g, -k_o]; the loop then
-                # multiplies each k[t] in place into [dc_prev, -da_i, -da_f, -da_g, -da_o] (one buffer
-                # fewer to allocate and to stream through the cache); k[T, 0] holds dc_T. With f in
+                # multiplies each k[t] in place into [dc_prev, -da_i, -da_f, -da_g, -da_o] (no second
+                # buffer to allocate and stream through the cache); k[T, 0] holds dc_T. With f in
                 # front, one broadcast multiply by dc gives dc_prev, da_i, da_f and da_g, and -da stays
                 # in torch's gate order (i, f, g, o) for the weight-gradient products.
                 i, f, s_g, o = acts.chunk(4, 2)
@@ -208,7 +208,6 @@ class LSTMFunction(torch.autograd.Function):
 
                 dan = k[:T, :, 1:].view(T, B, 4 * H)         # -da after the loop; rows of stride 5H: no copy
                 torch.add(dh_T, dy[T - 1], out=dhs[T])
-                w_h = w_hh
                 dr_buf = x.new_empty(B, H) if w_hr is not None else None
                 DA, DH, DY, DC = dan.unbind(0), dhs.unbind(0), dy.unbind(0), k[:, :, 0].unbind(0)
                 KG, KO, KC = k[:T, :, :4].unbind(0), k[:T, :, 4].unbind(0), k_c.unbind(0)
@@ -220,9 +219,9 @@ class LSTMFunction(torch.autograd.Function):
                     KG[t].mul_(dc.unsqueeze(1))                    # dc_prev, -da_i, -da_f, -da_g
                     KO[t].mul_(dr)                                 # -da_o
                     if t > 0:
-                        torch.addmm(DY[t - 1], DA[t], w_h, alpha=-1, out=DH[t])
+                        torch.addmm(DY[t - 1], DA[t], w_hh, alpha=-1, out=DH[t])
                     else:
-                        torch.mm(DA[t], w_h, out=DH[t]).neg_()
+                        torch.mm(DA[t], w_hh, out=DH[t]).neg_()
                     if keep is not None:
                         DH[t].addcmul_(keep[t], dht)
 
