@@ -90,6 +90,35 @@ def test_lstm_matches_torch(kwargs, kind, impl, dtype, device, with_hx):
         torch.testing.assert_close(o, e, **TOL[dtype])
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("kwargs,kind,with_hx", GRID)
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+def test_no_grad_forward_matches_torch(kwargs, kind, dtype, device, with_hx):
+    """Under no_grad the fused path keeps nothing for a backward (its own loop): same outputs as nn.LSTM,
+    and ordinary tensors (not inference tensors) that later autograd code can use."""
+    ref, ours = make_pair(kwargs, dtype, device, "fused")
+    g = torch.Generator().manual_seed(2)
+    bf = kwargs.get("batch_first", False)
+    shape = (7, 5) if kind == "unbatched" else ((4, 7, 5) if bf else (7, 4, 5))
+    x = torch.randn(shape, generator=g, dtype=dtype).to(device)
+    if kind == "packed":
+        x = pack_padded_sequence(x, torch.tensor([7, 3, 5, 1]), batch_first=bf, enforce_sorted=False)
+    hx = None
+    if with_hx:
+        L = kwargs.get("num_layers", 1) * (2 if kwargs.get("bidirectional") else 1)
+        bshape = () if kind == "unbatched" else (4,)
+        hx = (torch.randn((L, *bshape, kwargs.get("proj_size", 0) or 6), generator=g, dtype=dtype).to(device),
+              torch.randn((L, *bshape, 6), generator=g, dtype=dtype).to(device))
+    with torch.no_grad():
+        (e_out, (e_h, e_c)), (o_out, (o_h, o_c)) = ref(x, hx), ours(x, hx)
+    if kind == "packed":
+        e_out, o_out = e_out.data, o_out.data
+    for e, o in ((e_out, o_out), (e_h, o_h), (e_c, o_c)):
+        assert not o.is_inference() and not o.requires_grad
+        torch.testing.assert_close(o, e, **TOL[dtype])
+
+
 def test_packed_output_keeps_sorting_metadata():
     torch.manual_seed(0)
     x = torch.randn(5, 3, 2)
