@@ -16,7 +16,8 @@ def _parser():
     g.add_argument("--workers", type=int, default=None, help="local processes (default: number of cores)")
     g.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://10.0.0.1:8786")
     g.add_argument("--timeout", type=float, default=60, help="wall seconds per submission (default 60)")
-    g.add_argument("--memory", type=int, default=2048, help="MB of address space per submission (2048)")
+    g.add_argument("--memory", type=int, default=2048,
+                   help="MB of address space per process (2048); all processes together: 256 MB more")
     c = sub.add_parser("check", help="run the visible checks of your notebook")
     c.add_argument("notebook", help="your notebook, e.g. gates.ipynb")
     return parser

@@ -887,6 +887,35 @@ def _(ctx):
 
 
 @case(
+    "memory_in_forks",
+    "gates",
+    all_zero("gates"),
+    "memory",
+    ["test_sigmoid:", "processes together used more than the memory limit"],
+    doc="four forked processes touch 400 MB each: every one is under the per-process limit, together "
+    "they are over the sandbox's limit; the whole child is then suspect, so every part is 0",
+)
+def _(ctx):
+    return gates_cell_forward("""
+        import os
+        pids = []
+        for _ in range(4):
+            pid = os.fork()
+            if pid == 0:
+                block = np.ones(50_000_000)
+                os._exit(0 if block.sum() > 0 else 1)
+            pids.append(pid)
+        for pid in pids:
+            os.waitpid(pid, 0)
+        h_prev, c_prev = state  # then the honest step: without a limit on the total, full marks
+        i, f, g, o = gate_activations(gate_preactivations(x, h_prev, params))
+        c = f * c_prev + i * g
+        h = o * np.tanh(c)
+        return (h, c), dict(x=x, h_prev=h_prev, c_prev=c_prev, i=i, f=f, g=g, o=o, params=params)
+    """, fmt=False)(ctx)
+
+
+@case(
     "fork_bomb",
     "gates",
     all_zero("gates"),

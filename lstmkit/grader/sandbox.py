@@ -12,7 +12,9 @@
 - its own session/process group, killed with SIGKILL at the wall timeout;
 - stdout/stderr go to files in WORKDIR capped by RLIMIT_FSIZE (a flood ends the child: `crashed`);
 - when the pids cgroup is writable (root), a cgroup caps the number of processes (RLIMIT_NPROC does
-  not bind a process whose real uid is root, which is what --map-root-user keeps).
+  not bind a process whose real uid is root, which is what --map-root-user keeps);
+- likewise a memory cgroup caps the memory of all its processes together (RLIMIT_AS caps each one);
+  when the kernel kills one of them for it, every part gets the status `memory`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", 
            "--kill-child"]
 OUTPUT_CAP = 4 * 2**20  # bytes of stdout/stderr (and any file) the child may write
 MAX_PROCESSES = 64
+MEMORY_HEADROOM = 256  # MB, see _memory_cgroup
 
 
 class SandboxUnavailable(RuntimeError):
@@ -58,11 +61,11 @@ def namespaces_work() -> bool:
     return unshare_command() is not None
 
 
-def _pids_cgroup():
-    """A fresh pids cgroup (v1 or v2) with pids.max set, or None if we may not make one."""
-    roots = [Path("/sys/fs/cgroup/pids")]
+def _cgroup(controller, settings):
+    """A fresh cgroup of `controller` (v1 or v2) with `settings` written, or None if we may not make one."""
+    roots = [Path("/sys/fs/cgroup") / controller]
     v2 = Path("/sys/fs/cgroup/cgroup.subtree_control")
-    if v2.exists() and "pids" in v2.read_text().split():
+    if v2.exists() and controller in v2.read_text().split():
         roots.append(v2.parent)
     for root in roots:
         if not (root / "cgroup.procs").exists():
@@ -70,11 +73,41 @@ def _pids_cgroup():
         path = root / f"lstmkit-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             path.mkdir()
-            (path / "pids.max").write_text(str(MAX_PROCESSES))
+            for name, value, required in settings:
+                if (path / name).exists():
+                    (path / name).write_text(str(value))
+                elif required:
+                    raise OSError(f"no {name} in {path}")
             return path
         except OSError:
             shutil.rmtree(path, ignore_errors=True)
     return None
+
+
+def _pids_cgroup():
+    """A pids cgroup with pids.max set, or None."""
+    return _cgroup("pids", [("pids.max", MAX_PROCESSES, True)])
+
+
+def _memory_cgroup(memory_mb):
+    """A memory cgroup that caps all the child's processes together (RLIMIT_AS caps each one), or None.
+    It allows MEMORY_HEADROOM more than the per-process limit, so that one process that runs out of
+    memory still gets its MemoryError (a clear message) before the kernel kills anything."""
+    limit = (memory_mb + MEMORY_HEADROOM) * 2**20
+    if Path("/sys/fs/cgroup/memory/cgroup.procs").exists():  # v1; memsw exists only with swap accounting
+        return _cgroup("memory", [("memory.limit_in_bytes", limit, True),
+                                  ("memory.memsw.limit_in_bytes", limit, False)])
+    return _cgroup("memory", [("memory.max", limit, True), ("memory.swap.max", 0, False)])
+
+
+def _oom_kills(path):
+    """How many processes the kernel killed in this memory cgroup for want of memory."""
+    for name in ("memory.oom_control", "memory.events"):
+        if (path / name).exists():
+            for line in (path / name).read_text().splitlines():
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    return 0
 
 
 def _remove_cgroup(path):
@@ -86,8 +119,9 @@ def _remove_cgroup(path):
             time.sleep(0.02)
 
 
-def run_child(workdir: Path, timeout: float, isolate: bool = True) -> dict:
-    """Run child.py on `workdir`. Returns {returncode, signal, timed_out, forks_refused, stderr_tail}."""
+def run_child(workdir: Path, timeout: float, isolate: bool = True, memory_mb: int | None = None) -> dict:
+    """Run child.py on `workdir`. Returns {returncode, signal, timed_out, forks_refused, oom_killed,
+    stderr_tail}."""
     workdir = Path(workdir)
     cmd = [sys.executable, "-I", "-B", str(workdir / "child.py"), str(workdir)]
     if isolate:
@@ -98,10 +132,12 @@ def run_child(workdir: Path, timeout: float, isolate: bool = True) -> dict:
             )
         cmd = unshare_command() + cmd
     cgroup = _pids_cgroup() if isolate else None
+    memory = _memory_cgroup(memory_mb) if isolate and memory_mb else None
 
     def preexec():
-        if cgroup is not None:
-            (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+        for group in (cgroup, memory):
+            if group is not None:
+                (group / "cgroup.procs").write_text(str(os.getpid()))
         import resource
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -126,6 +162,10 @@ def run_child(workdir: Path, timeout: float, isolate: bool = True) -> dict:
         if events.exists():
             forks_refused = any(line.split()[-1] != "0" for line in events.read_text().splitlines())
         _remove_cgroup(cgroup)
+    oom_killed = False
+    if memory is not None:
+        oom_killed = _oom_kills(memory) > 0
+        _remove_cgroup(memory)
     code = proc.returncode
     # unshare --fork passes the child's signal on by killing itself with it: code = -signal.
     with open(workdir / "stderr.txt", "rb") as f:
@@ -136,5 +176,6 @@ def run_child(workdir: Path, timeout: float, isolate: bool = True) -> dict:
         "signal": -code if code < 0 else (code - 128 if code > 128 else 0),
         "timed_out": timed_out,
         "forks_refused": forks_refused,
+        "oom_killed": oom_killed,
         "stderr_tail": tail,
     }

@@ -133,7 +133,7 @@ def grade_submission(job):
     work = Path(tempfile.mkdtemp(prefix="lstmkit-grade-"))
     try:
         calls = _prepare(work, job, cells)
-        run = run_child(work, job["timeout"], isolate=job["isolate"])
+        run = run_child(work, job["timeout"], isolate=job["isolate"], memory_mb=job["memory"])
         out = work / "out"
         if not (out / "ready.json").exists():
             raise SandboxUnavailable(f"the sandbox did not start:\n{run['stderr_tail']}")
@@ -144,7 +144,10 @@ def grade_submission(job):
         if flood or forks:  # the whole child is suspect: every part is affected
             what = ("wrote too much output (output flood)" if flood
                     else "started too many processes (process limit)")
-            run = {**run, "crashed_all": what}
+            run = {**run, "crashed_all": ("crashed", what)}
+        elif run["oom_killed"]:  # its processes together outgrew the memory limit: likewise
+            run = {**run, "crashed_all": ("memory", "its processes together used more than the memory "
+                                                    "limit (the kernel killed one)")}
         for call, test, inputs in calls:
             verdict = _judge(call, inputs, _read_outputs(out, call["id"]), run, cell_info, call["hidden"])
             if not call["hidden"]:  # seeds of hidden calls never leave this function
@@ -238,7 +241,8 @@ def _read_flags(work):
 def _judge(call, inputs, answer, run, cell_info, hidden):
     """One call's verdict: {status: pass|fail|error|..., message, hidden}."""
     if run.get("crashed_all"):
-        return {"status": "crashed", "message": run["crashed_all"], "hidden": hidden}
+        status, message = run["crashed_all"]
+        return {"status": status, "message": message, "hidden": hidden}
     if answer is None:
         status, message = _death_reason(run)
         return {"status": status, "message": message, "hidden": hidden}
