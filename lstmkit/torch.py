@@ -232,7 +232,7 @@ class LSTMFunction(torch.autograd.Function):
             need = ctx.needs_input_grad
             dx = (dan.t() @ w_ih.neg()).view(T, B, D) if need[0] else None
             dw_ih = (dan @ x.reshape(T * B, D)).neg_() if need[3] else None
-            dw_hh = dan @ hn[:T].permute(0, 2, 1).reshape(T * B, P) if need[4] else None  # -da, -h
+            dw_hh = dan @ hn[:T].transpose(0, 1).reshape(P, T * B).t() if need[4] else None  # -da, -h
             db = dan.sum(1).neg_() if ctx.has_bias else None
             dw_hr = None
             if w_hr is not None and need[7]:
