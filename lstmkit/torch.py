@@ -80,7 +80,7 @@ def _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep):
     with torch.inference_mode():
         # Lists of the views each step reads and writes, made once: indexing inside the loop costs
         # as much as arithmetic. Without keep, c alternates between two buffers.
-        A = acts.view(T, 4 * H, B).unbind(0)
+        A = acts.unbind(0)
         I, Fg, SG, O = (block.unbind(0) for block in acts.view(T, 4, H, B).unbind(1))
         M = mask.transpose(1, 2).unbind(0) if mask is not None else None     # (1, B) each
         HN = hn.unbind(0)
