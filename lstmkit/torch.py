@@ -33,7 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from lstmkit import _cpu_kernel
+
 IMPLS = ("fused", "loop")
+USE_CPU_KERNEL = True    # False: the fused path runs its torch ops on the CPU too (the tests compare both)
 
 __all__ = ["LSTM", "LSTMCell", "LSTMFunction", "lstm_layer"]
 
@@ -116,6 +119,62 @@ def _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep):
     return out + (acts, hn, c2, s_c, rn) if keep else out
 
 
+# ----------------------------------------------------------------------------- the compiled CPU steps
+
+def _use_kernel(x, w_hr, mask):
+    """Whether the fused path runs its step loops in the compiled CPU kernel (lstmkit/_cpu_kernel.py)."""
+    return (USE_CPU_KERNEL and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and w_hr is None and mask is None and _cpu_kernel.load())
+
+
+def _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep):
+    """_fused_forward's contract (no projection, no mask) with the step loop in the compiled kernel.
+
+    Returns (y, h_T, c_T), and with keep=True also (gates, hn, c2, s_c) for _kernel_backward. hn is
+    laid out (H, T+1, B), so that the weight gradients read h without a copy.
+    """
+    T, B, D = x.shape
+    H = w_hh.shape[1]
+    sign = 1 if keep else -1
+    w_x = _g_doubled(w_ih, H).expand(T, 4 * H, D)
+    x_t = x.transpose(1, 2)
+    if b_ih is not None:
+        gates = torch.baddbmm(_g_doubled(b_ih + b_hh, H).view(1, 4 * H, 1), w_x, x_t)
+    else:
+        gates = torch.bmm(w_x, x_t)
+    hn = x.new_empty(H, T + 1, B)
+    c2 = x.new_empty(T + 1 if keep else 2, H, B)
+    s_c = x.new_empty(T, H, B) if keep else None
+    torch.mul(h0.t(), -sign, out=hn[:, 0])
+    torch.mul(c0.t(), 2 * sign, out=c2[0])
+    with torch.inference_mode():
+        torch.ops.lstmkit.forward_steps(gates, _g_doubled(w_hh, H, sign=-sign), hn, c2, s_c, float(sign))
+    y = torch.mul(hn[:, 1:].permute(1, 2, 0), -sign, out=x.new_empty(T, B, H))
+    out = (y, (hn[:, T].t() * -sign).contiguous(), (c2[T % c2.shape[0]].t() * (0.5 * sign)).contiguous())
+    return out + (gates, hn, c2, s_c) if keep else out
+
+
+def _kernel_backward(x, w_ih, w_hh, gates, hn, c2, s_c, dy, dh_T, dc_T, need, has_bias):
+    """_fused_backward's contract for what _kernel_forward saved."""
+    T, B, D = x.shape
+    H = w_hh.shape[1]
+    with torch.no_grad():
+        dy = dy.permute(0, 2, 1).contiguous()                     # (T, H, B)
+        dh = (dh_T.t() + dy[T - 1]).contiguous()                   # in: dh_T + dy_{T-1}; out: dh_0
+        dc = dc_T.t().clone(memory_format=torch.contiguous_format)  # in: dc_T; out: dc_0
+        da = x.new_empty(4 * H, T, B)
+        with torch.inference_mode():
+            torch.ops.lstmkit.backward_steps(gates, c2, s_c, dy, w_hh.t().contiguous(), dh, dc, da)
+        da = da.view(4 * H, T * B)       # columns (t, b), side by side already
+        dx = (da.t() @ w_ih).view(T, B, D) if need[0] else None
+        dw_ih = da @ x.reshape(T * B, D) if need[3] else None
+        dw_hh = (da @ hn[:, :T].reshape(H, T * B).t()).neg_() if need[4] else None   # hn = -h
+        db = da.sum(1) if has_bias else None
+    as_rows = dict(memory_format=torch.contiguous_format)
+    return (dx, dh.t().clone(**as_rows), dc.t().clone(**as_rows), dw_ih, dw_hh, db,
+            None if db is None else db.clone(), None, None)
+
+
 class LSTMFunction(torch.autograd.Function):
     """One layer, one direction of an LSTM over a time-major sequence, with hand-written BPTT.
 
@@ -149,15 +208,22 @@ class LSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask):
+        ctx.has_bias = b_ih is not None
+        ctx.kernel = _use_kernel(x, w_hr, mask)
+        if ctx.kernel:
+            y, h_T, c_T, gates, hn, c2, s_c = _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep=True)
+            ctx.save_for_backward(x, w_ih, w_hh, gates, hn, c2, s_c)
+            return y, h_T, c_T
         y, h_T, c_T, acts, hn, c2, s_c, rn = _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask,
                                                             keep=True)
         ctx.save_for_backward(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask)
-        ctx.has_bias = b_ih is not None
         return y, h_T, c_T
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy, dh_T, dc_T):
+        if ctx.kernel:
+            return _kernel_backward(*ctx.saved_tensors, dy, dh_T, dc_T, ctx.needs_input_grad, ctx.has_bias)
         x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask = ctx.saved_tensors
         T, B, D = x.shape
         H = w_ih.shape[0] // 4
@@ -278,7 +344,9 @@ def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, mask=None
         args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask)
         if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
             return LSTMFunction.apply(*args)
-        return _fused_forward(*args, keep=False)    # inference: nothing to keep for a backward
+        if _use_kernel(x, w_hr, mask):              # inference: nothing to keep for a backward
+            return _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep=False)
+        return _fused_forward(*args, keep=False)
     return _loop_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask)
 
 
