@@ -1,4 +1,8 @@
-"""lstmkit.torch.LSTM / LSTMCell against torch.nn.LSTM / nn.LSTMCell, for both implementations."""
+"""lstmkit.torch.LSTM / LSTMCell against torch.nn.LSTM / nn.LSTMCell, for both implementations.
+
+The fused implementation is tested twice on the CPU: with its compiled step loops (the default
+where they build) and with its torch ops (lstmkit.torch.USE_CPU_KERNEL = False), which are what
+every other device runs."""
 
 import numpy as np
 import pytest
@@ -6,13 +10,14 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from lstmkit import reference
+import lstmkit.torch as lt
+from lstmkit import _cpu_kernel, reference
 from lstmkit.torch import LSTM, LSTMCell, LSTMFunction
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-IMPLS = ["fused", "loop"]
+IMPLS = ["fused", "fused-torch-ops", "loop"]
 TOL = {torch.float64: dict(rtol=0, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=1e-6)}
 
 # (constructor kwargs, input kind, pass hx?): a small grid that still touches every feature.
@@ -32,6 +37,21 @@ GRID = [
     (dict(), "unbatched", False),
     (dict(bidirectional=True), "unbatched", True),
 ]
+
+
+@pytest.fixture(params=IMPLS)
+def impl(request, monkeypatch):
+    """The impl argument, where "fused-torch-ops" is impl="fused" with the compiled CPU kernel off."""
+    if request.param == "fused-torch-ops":
+        monkeypatch.setattr(lt, "USE_CPU_KERNEL", False)
+        return "fused"
+    return request.param
+
+
+@pytest.fixture(params=["kernel", "torch-ops"])
+def fused_backend(request, monkeypatch):
+    monkeypatch.setattr(lt, "USE_CPU_KERNEL", request.param == "kernel")
+    return request.param
 
 
 def make_pair(kwargs, dtype, device, impl):
@@ -62,7 +82,6 @@ def run(mod, x, kind, hx, lengths, batch_first):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("kwargs,kind,with_hx", GRID)
 @pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
 def test_lstm_matches_torch(kwargs, kind, impl, dtype, device, with_hx):
@@ -94,7 +113,7 @@ def test_lstm_matches_torch(kwargs, kind, impl, dtype, device, with_hx):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("kwargs,kind,with_hx", GRID)
 @pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
-def test_no_grad_forward_matches_torch(kwargs, kind, dtype, device, with_hx):
+def test_no_grad_forward_matches_torch(kwargs, kind, dtype, device, with_hx, fused_backend):
     """Under no_grad the fused path keeps nothing for a backward (its own loop): same outputs as nn.LSTM,
     and ordinary tensors (not inference tensors) that later autograd code can use."""
     ref, ours = make_pair(kwargs, dtype, device, "fused")
@@ -153,7 +172,6 @@ def test_same_init_as_torch():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("batched", [True, False])
 @pytest.mark.parametrize("with_hx", [True, False])
@@ -184,7 +202,7 @@ def test_cell_matches_torch(impl, bias, batched, with_hx, device):
 
 @pytest.mark.parametrize("proj", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
-def test_function_gradcheck(proj, masked):
+def test_function_gradcheck(proj, masked, fused_backend):
     g = torch.Generator().manual_seed(0)
     T, B, D, H, P = 4, 3, 3, 4, 2
     P = P if proj else H
@@ -200,7 +218,7 @@ def test_function_gradcheck(proj, masked):
     assert torch.autograd.gradcheck(lambda *a: LSTMFunction.apply(*a, mask), args)
 
 
-def test_function_matches_numpy_reference():
+def test_function_matches_numpy_reference(fused_backend):
     """The Function's gradients equal lstmkit.reference.backward's up to float64 rounding."""
     rng = np.random.default_rng(0)
     T, B, D, H = 5, 3, 4, 6
@@ -238,7 +256,6 @@ class TinyLM(nn.Module):
         return self.head(h)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 def test_language_model_trains_identically(impl):
     def train(lstm_cls, **kw):
         torch.manual_seed(0)
@@ -274,3 +291,76 @@ def test_clear_errors():
         LSTM(3, 4)(torch.randn(5, 2, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="LSTMCell"):
         LSTMCell(3, 4)(torch.randn(2, 5))
+
+
+def test_cpu_kernel_is_built_and_used(monkeypatch):
+    """On this CPU the fused path runs its compiled step loops, except with masks or projections."""
+    assert _cpu_kernel.load(), _cpu_kernel.status()
+    calls = []
+    original = lt._kernel_forward
+    monkeypatch.setattr(lt, "_kernel_forward", lambda *a, **k: calls.append(k["keep"]) or original(*a, **k))
+    x = torch.randn(4, 2, 5, dtype=torch.float64)
+    LSTM(5, 6).double()(x)[0].sum().backward()
+    with torch.no_grad():
+        LSTM(5, 6).double()(x)
+    assert calls == [True, False]
+    LSTM(5, 6, proj_size=2).double()(x)
+    LSTM(5, 6).double()(pack_padded_sequence(x, torch.tensor([4, 2])))
+    assert calls == [True, False]
+
+
+def test_cpu_kernel_with_two_threads():
+    """The kernel splits each step's rows between threads; results must not depend on that. float64
+    equals nn.LSTM; in float32 (where nn.LSTM's own rounding at this size exceeds 1e-5) the kernel's
+    largest error against the float64 result is no worse than nn.LSTM's."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        results = {}
+        for dtype in (torch.float64, torch.float32):
+            for cls in (nn.LSTM, LSTM):
+                torch.manual_seed(0)
+                mod = cls(7, 64, num_layers=2).to(dtype)
+                g = torch.Generator().manual_seed(1)
+                x = torch.randn(9, 37, 7, generator=g, dtype=torch.float64)   # 37: vector loop and remainder
+                hx = tuple(torch.randn(2, 37, 64, generator=g, dtype=torch.float64) for _ in range(2))
+                hx = tuple(s.to(dtype) for s in hx)
+                results[cls, dtype] = run(mod, x.to(dtype), "plain", hx, None, False)
+    finally:
+        torch.set_num_threads(n)
+    truth = results[nn.LSTM, torch.float64]
+    for e, o in zip(truth, results[LSTM, torch.float64], strict=True):
+        torch.testing.assert_close(o, e, **TOL[torch.float64])
+
+    def worst(got):
+        return max((a.double() - b).abs().max().item() for a, b in zip(got, truth, strict=True))
+
+    assert worst(results[LSTM, torch.float32]) <= 1.5 * worst(results[nn.LSTM, torch.float32])
+    assert worst(results[LSTM, torch.float32]) < 1e-3
+
+
+def test_cpu_kernel_falls_back_with_a_reason(monkeypatch, tmp_path):
+    """Where the kernel cannot be built, load() says why and the torch ops give the same results."""
+    monkeypatch.setenv("LSTMKIT_CPU_KERNEL", "0")
+    with pytest.raises(RuntimeError, match="LSTMKIT_CPU_KERNEL=0"):
+        _cpu_kernel._load()
+    monkeypatch.delenv("LSTMKIT_CPU_KERNEL")
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(_cpu_kernel.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="no C.. compiler"):
+        _cpu_kernel._load()
+    monkeypatch.undo()
+    monkeypatch.setenv("LSTMKIT_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")            # a "compiler" that fails
+    with pytest.raises(RuntimeError, match="false failed"):
+        _cpu_kernel._load()
+    assert not list(tmp_path.glob("*.so"))         # no half-written library left behind
+
+    monkeypatch.setattr(_cpu_kernel, "_state", {"loaded": None, "status": "not loaded yet"})
+    assert not _cpu_kernel.load()
+    assert _cpu_kernel.status().startswith("not used: false failed")
+    ref, ours = make_pair({}, torch.float64, "cpu", "fused")
+    x = torch.randn(5, 3, 5, dtype=torch.float64)
+    for e, o in zip(run(ref, x, "plain", None, None, False), run(ours, x, "plain", None, None, False),
+                    strict=True):
+        torch.testing.assert_close(o, e, **TOL[torch.float64])
