@@ -9,13 +9,16 @@ STAMP := $(VENV)/.lstmkit-installed
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml tools/install-torch.sh | $(PY)
+$(STAMP): pyproject.toml tools/install-torch.sh tools/install-compiler.sh | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	bash tools/install-torch.sh $(PY)
+	bash tools/install-compiler.sh
 	$(PY) -m pip install --quiet -e ".[book,grading,dev]"
 	touch $(STAMP)
 
+# Builds lstmkit.torch's CPU kernel once (cached in ~/.cache/lstmkit) and says whether it is used.
 setup: $(STAMP)
+	$(PY) -m lstmkit._cpu_kernel
 
 book: setup
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
