@@ -24,6 +24,8 @@ import time
 import torch
 from torch import nn
 
+import lstmkit.torch as lt
+from lstmkit import _cpu_kernel
 from lstmkit.torch import LSTM
 
 CPU_SIZES = {"small": dict(T=50, B=32, D=64, H=128), "medium": dict(T=100, B=64, D=128, H=256)}
@@ -58,6 +60,21 @@ def matmul_peak(T, B, D, H, device, repeats):
     return matmul_flops(T, B, D, H) / statistics.median(times) / 1e9
 
 
+class TorchOps(nn.Module):
+    """An lstmkit LSTM run with lstmkit.torch.USE_CPU_KERNEL off: the fused path's torch ops."""
+
+    def __init__(self, lstm):
+        super().__init__()
+        self.lstm = lstm
+
+    def forward(self, *args):
+        lt.USE_CPU_KERNEL = False
+        try:
+            return self.lstm(*args)
+        finally:
+            lt.USE_CPU_KERNEL = True
+
+
 def bench(name, T, B, D, H, device, repeats, impls):
     torch.manual_seed(0)
     mods = {"nn.LSTM": nn.LSTM(D, H).to(device)}
@@ -65,6 +82,8 @@ def bench(name, T, B, D, H, device, repeats, impls):
         m = LSTM(D, H, impl=impl).to(device)
         m.load_state_dict(mods["nn.LSTM"].state_dict())
         mods[f"lstmkit {impl}"] = m
+        if impl == "fused" and device == "cpu" and _cpu_kernel.load():
+            mods["fused torch ops"] = TorchOps(m)
     x = torch.randn(T, B, D, device=device)
     h0, c0 = torch.randn(1, B, H, device=device), torch.randn(1, B, H, device=device)
     xg = x.clone().requires_grad_()
@@ -89,7 +108,7 @@ def bench(name, T, B, D, H, device, repeats, impls):
     peak = matmul_peak(T, B, D, H, device, repeats)
     flops = matmul_flops(T, B, D, H)
     print(f"\n{name}: T={T} B={B} D={D} H={H} {device} float32; matmul peak {peak:.1f} GFLOP/s")
-    print(f"{'':14s} {'pass':8s} {'median ms':>10s} {'x nn.LSTM':>10s} {'GFLOP/s':>9s} {'% peak':>7s}")
+    print(f"{'':15s} {'pass':8s} {'median ms':>10s} {'x nn.LSTM':>10s} {'GFLOP/s':>9s} {'% peak':>7s}")
     for pass_, mult in (("fwd", 1), ("fwd+bwd", 3)):
         base = times["nn.LSTM"][pass_]
         for k in mods:
@@ -98,7 +117,7 @@ def bench(name, T, B, D, H, device, repeats, impls):
             # comes and goes during the run cancels out instead of landing on one candidate.
             ratio = statistics.median([a / b for a, b in zip(times[k][pass_], base, strict=True)])
             gf = mult * flops / t / 1e9
-            print(f"{k:14s} {pass_:8s} {1e3 * t:10.2f} {ratio:10.3f} {gf:9.1f} {100 * gf / peak:6.1f}%")
+            print(f"{k:15s} {pass_:8s} {1e3 * t:10.2f} {ratio:10.3f} {gf:9.1f} {100 * gf / peak:6.1f}%")
 
 
 def load_average():
@@ -137,6 +156,9 @@ def main():
     repeats = 5 if args.quick else args.repeats
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {repeats} interleaved repeats, "
           f"{args.clock} clock; load average {load_average()}")
+    if args.device == "cpu":
+        _cpu_kernel.load()
+        print(f"lstmkit CPU kernel: {_cpu_kernel.status()}")
     for name, size in sizes.items():
         bench(name, **size, device=args.device, repeats=repeats, impls=impls)
     print(f"\nload average at the end {load_average()} (busy machine: re-run when idle)")
