@@ -171,7 +171,10 @@ void forward_steps(at::Tensor gates, const at::Tensor& w_h, at::Tensor hn, at::T
 void backward_steps(const at::Tensor& gates, const at::Tensor& c2, const at::Tensor& s_c,
                     const at::Tensor& dy, const at::Tensor& w_hh_t, at::Tensor dh, at::Tensor dc,
                     at::Tensor da) {
-  for (const at::Tensor* p : std::initializer_list<const at::Tensor*>{&gates, &c2, &s_c, &dy, &w_hh_t, &dh, &dc, &da}) check(*p, "a buffer");
+  for (const at::Tensor* p : std::initializer_list<const at::Tensor*>{&gates, &c2, &s_c, &dy, &w_hh_t, &dh, &dc,
+                                                                     &da}) {
+    check(*p, "a buffer");
+  }
   if (gates.scalar_type() == at::kFloat) {
     backward_steps_impl<float>(gates, c2, s_c, dy, w_hh_t, dh, dc, da);
   } else {
