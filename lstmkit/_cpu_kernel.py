@@ -22,8 +22,11 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("csrc") / "lstm_cpu.cpp"
-FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-std=c++20", "-fPIC", "-shared",
-         "-fopenmp", "-w"]
+# -funsafe-math-optimizations lets the compiler reorder the step's float arithmetic (about 1.8x faster
+# elementwise pass; results within float rounding). It is given to the compile step only: at link time
+# gcc would add crtfastmath.o, which flushes denormals to zero for the whole process.
+FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-funsafe-math-optimizations",
+         "-std=c++20", "-fPIC", "-fopenmp", "-w"]
 
 _state = {"loaded": None, "status": "not loaded yet"}
 
@@ -55,17 +58,19 @@ def _build(target: Path, cxx: str) -> None:
 
     print(f"lstmkit: compiling the CPU step kernel (once, about 15 s) into {target.parent}", flush=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        out = Path(tmp) / target.name
-        cmd = [cxx, *FLAGS, str(SOURCE), "-o", str(out),
-               f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"]
+        obj, out = Path(tmp) / "lstm_cpu.o", Path(tmp) / target.name
+        compile_ = [cxx, *FLAGS, "-c", str(SOURCE), "-o", str(obj),
+                    f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"]
         for d in cpp_extension.include_paths():
-            cmd += ["-isystem", d]
+            compile_ += ["-isystem", d]
+        link = [cxx, "-shared", "-fopenmp", str(obj), "-o", str(out)]
         for d in cpp_extension.library_paths():
-            cmd += ["-L", d, f"-Wl,-rpath,{d}"]
-        cmd += ["-lc10", "-ltorch_cpu"]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{cxx} failed: {done.stderr.strip()[-800:]}")
+            link += ["-L", d, f"-Wl,-rpath,{d}"]
+        link += ["-lc10", "-ltorch_cpu"]
+        for cmd in (compile_, link):
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"{cxx} failed: {done.stderr.strip()[-800:]}")
         os.replace(out, target)        # atomic: another process sees the whole file or none
 
 

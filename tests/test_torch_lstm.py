@@ -364,3 +364,12 @@ def test_cpu_kernel_falls_back_with_a_reason(monkeypatch, tmp_path):
     for e, o in zip(run(ref, x, "plain", None, None, False), run(ours, x, "plain", None, None, False),
                     strict=True):
         torch.testing.assert_close(o, e, **TOL[torch.float64])
+
+
+def test_cpu_kernel_keeps_denormals():
+    """Loading the kernel must not switch the process to flush-to-zero (as gcc's fast-math start-up
+    code would): torch's own float results elsewhere must stay as they were."""
+    assert _cpu_kernel.load(), _cpu_kernel.status()
+    tiny = torch.tensor([1e-40, 1e-310], dtype=torch.float64)
+    assert (tiny * 1.0 > 0).all()
+    assert (torch.tensor(1e-40, dtype=torch.float32) * 1.0).item() > 0
