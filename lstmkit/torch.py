@@ -45,7 +45,7 @@ __all__ = ["LSTM", "LSTMCell", "LSTMFunction", "lstm_layer"]
 
 def _g_doubled(w, H, sign=1):
     """sign * w with the g rows (gate order i, f, g, o) doubled, so that sigmoid(a) gives sigmoid(2 a_g)."""
-    out = w * sign
+    out = (w * sign).contiguous()
     out[2 * H:3 * H] *= 2
     return out
 
@@ -477,6 +477,8 @@ class LSTM(nn.Module):
         if x.dtype != w.dtype:
             raise TypeError(f"LSTM: input dtype {x.dtype} differs from the parameters' {w.dtype}")
         T, B, _ = x.shape
+        if T == 0:
+            raise ValueError("LSTM: expected a sequence of at least one step; got length 0")
         L = self.num_layers * num_dirs
         if hx is None:
             h0 = x.new_zeros(L, B, P)

@@ -279,6 +279,8 @@ def test_language_model_trains_identically(impl):
 
 
 def test_clear_errors():
+    with pytest.raises(ValueError, match="at least one step"):
+        LSTM(3, 4)(torch.zeros(0, 2, 3))
     with pytest.raises(ValueError, match="impl"):
         LSTM(3, 4, impl="cudnn")
     with pytest.raises(ValueError, match="proj_size"):
