@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 import lstmkit.torch as lt
-from lstmkit import _cpu_kernel
 from lstmkit.torch import LSTM
 
 CPU_SIZES = {"small": dict(T=50, B=32, D=64, H=128), "medium": dict(T=100, B=64, D=128, H=256)}
@@ -82,7 +81,7 @@ def bench(name, T, B, D, H, device, repeats, impls):
         m = LSTM(D, H, impl=impl).to(device)
         m.load_state_dict(mods["nn.LSTM"].state_dict())
         mods[f"lstmkit {impl}"] = m
-        if impl == "fused" and device == "cpu" and _cpu_kernel.load():
+        if impl == "fused" and device == "cpu" and lt.cpu_kernel_status().startswith("loaded"):
             mods["fused torch ops"] = TorchOps(m)
     x = torch.randn(T, B, D, device=device)
     h0, c0 = torch.randn(1, B, H, device=device), torch.randn(1, B, H, device=device)
@@ -157,8 +156,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {repeats} interleaved repeats, "
           f"{args.clock} clock; load average {load_average()}")
     if args.device == "cpu":
-        _cpu_kernel.load()
-        print(f"lstmkit CPU kernel: {_cpu_kernel.status()}")
+        print(f"lstmkit CPU kernel: {lt.cpu_kernel_status()}")
     for name, size in sizes.items():
         bench(name, **size, device=args.device, repeats=repeats, impls=impls)
     print(f"\nload average at the end {load_average()} (busy machine: re-run when idle)")

@@ -10,7 +10,11 @@ loads both ways and a model can swap one class for the other. Two implementation
   one matrix product; the backward loop carries only (dh, dc) and stores the pre-activation
   gradients da, and the weight gradients are then one matrix product each over all T*B rows.
   Internally it uses exact rewrites (sigmoids only, c doubled, h negated) that keep the
-  per-step work small; LSTMFunction's docstring lists them.
+  per-step work small; LSTMFunction's docstring lists them. On the CPU (float32/float64, no mask,
+  no projection) the two step loops run compiled instead (lstmkit/csrc/lstm_cpu.cpp, built with
+  g++ on first use: one matrix product and one fused, threaded elementwise pass per step);
+  USE_CPU_KERNEL = False or LSTMKIT_CPU_KERNEL=0 keeps the torch ops, and cpu_kernel_status()
+  says which runs.
 - impl="loop": a readable cell loop whose gradient autograd derives. For teaching and checking.
 
 Equations of one step (gate order i, f, g, o; Hochreiter & Schmidhuber 1997, Gers et al. 2000):
@@ -38,7 +42,7 @@ from lstmkit import _cpu_kernel
 IMPLS = ("fused", "loop")
 USE_CPU_KERNEL = True    # False: the fused path runs its torch ops on the CPU too (the tests compare both)
 
-__all__ = ["LSTM", "LSTMCell", "LSTMFunction", "lstm_layer"]
+__all__ = ["LSTM", "LSTMCell", "LSTMFunction", "cpu_kernel_status", "lstm_layer"]
 
 
 # ----------------------------------------------------------------------------- the fused Function
@@ -119,7 +123,100 @@ def _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep):
     return out + (acts, hn, c2, s_c, rn) if keep else out
 
 
+def _fused_backward(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask, dy, dh_T, dc_T, need, has_bias):
+    """LSTMFunction's backward in torch ops, for what _fused_forward kept (need: which inputs need a
+    gradient). Returns the gradients w.r.t. (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask)."""
+    T, B, D = x.shape
+    H = w_ih.shape[0] // 4
+    P = hn.shape[1]
+    with torch.no_grad():
+        dhs = x.new_empty(T + 1, P, B)                # gradient w.r.t. h_t (t = 0..T); dhs[0] is returned
+        dy = dy.transpose(1, 2).clone(memory_format=torch.contiguous_format)   # feature-major
+        # The work on internal buffers runs in inference mode, which skips autograd's bookkeeping
+        # of each view and in-place op; the gradients returned are formed after it, as ordinary
+        # tensors.
+        with torch.inference_mode():
+            # The local derivatives of every step at once (big elementwise ops over all T steps),
+            # so that the sequential loop below is three small ops and one matmul per step:
+            #   da_o = dr * tanh(c) o (1 - o);  dc += dr * o (1 - tanh(c)^2);  then
+            #   da_i = dc * g i (1 - i),  da_f = dc * c_prev f (1 - f),  da_g = dc * i (1 - g^2),
+            #   dc_prev = dc * f.
+            # With g = 2 s_g - 1, tanh(c) = 2 s_c - 1 and 1 - (2s - 1)^2 = 4 s (1 - s), each factor is
+            # s (1 - s) of its gate (one op over all four blocks) times one more factor, applied in
+            # place (memory traffic is what these cost).
+            # The loop works with -da, so k[t] holds [f, -k_i, -k_f, -k_g, -k_o]; the loop then
+            # multiplies each k[t] in place into [dc_prev, -da_i, -da_f, -da_g, -da_o] (no second
+            # buffer to allocate and stream through the cache); k[T, 0] holds dc_T. With f in
+            # front, one broadcast multiply by dc gives dc_prev, da_i, da_f and da_g, and -da stays
+            # in torch's gate order (i, f, g, o) for the weight-gradient products.
+            gates = acts.view(T, 4, H, B)
+            i, f, s_g, o = gates.unbind(1)
+            zero = acts.new_zeros(())
+            k = acts.new_empty(T + 1, 5, H, B)
+            k_i, k_f, k_g, k_o = k[:T, 1:].unbind(1)
+            torch.addcmul(gates, gates, gates, value=-1, out=k[:T, 1:])       # i (1 - i), f (1 - f), ...
+            k_o.addcmul_(k_o, s_c, value=-2)                                  # -tanh(c) o (1 - o)
+            k_i.addcmul_(k_i, s_g, value=-2)                                  # -g i (1 - i)
+            torch.addcmul(zero, k_f, c2[:T], value=-0.5, out=k_f)             # -c_prev f (1 - f)
+            torch.addcmul(zero, k_g, i, value=-4, out=k_g)                    # -i (1 - g^2)
+            k[:T, 0] = f
+            u = torch.addcmul(s_c, s_c, s_c, value=-1)                        # s_c (1 - s_c)
+            k_c = torch.addcmul(zero, u, o, value=4, out=u)                   # o (1 - tanh(c)^2)
+            k[T, 0] = dc_T.t()
+            keep = None
+            if mask is not None:  # masked steps: da = 0, and (dh, dc) pass straight through
+                m = mask.to(x.dtype).transpose(1, 2)                         # (T, 1, B)
+                k[:T, 1:] *= m.unsqueeze(1)
+                k[:T, 0] = torch.where(mask.transpose(1, 2), f, 1)
+                k_c *= m
+                dy *= m
+                keep = (1 - m).unbind(0)
+
+            dan = k[:T, 1:].view(T, 4 * H, B)            # -da after the loop
+            w_hh_t = w_hh.t().contiguous()                # (P, 4H): the left operand, as in the forward
+            w_hr_t = w_hr.t().contiguous() if w_hr is not None else None
+            torch.add(dh_T.t(), dy[T - 1], out=dhs[T])
+            dr_buf = x.new_empty(H, B) if w_hr is not None else None
+            DA, DH, DY, DC = dan.unbind(0), dhs.unbind(0), dy.unbind(0), k[:, 0].unbind(0)
+            KG, KO, KC = k[:T, :4].unbind(0), k[:T, 4].unbind(0), k_c.unbind(0)
+            for t in reversed(range(T)):
+                dht = DH[t + 1]                                # w.r.t. the output h_t of step t
+                dr = dht if w_hr is None else torch.mm(w_hr_t, dht, out=dr_buf)   # h = W_hr r
+                dc = DC[t + 1]
+                dc.addcmul_(dr, KC[t])
+                KG[t].mul_(dc)                                 # dc_prev, -da_i, -da_f, -da_g
+                KO[t].mul_(dr)                                 # -da_o
+                if t > 0:
+                    torch.addmm(DY[t - 1], w_hh_t, DA[t], alpha=-1, out=DH[t])
+                else:
+                    torch.mm(w_hh_t, DA[t], out=DH[t]).neg_()
+                if keep is not None:
+                    DH[t].addcmul_(keep[t], dht)
+
+        # The weight gradients sum over steps and batch: one product each over all T*B columns,
+        # after one copy that puts the (t, b) columns side by side.
+        dan = dan.transpose(0, 1).reshape(4 * H, T * B)
+        dx = (dan.t() @ w_ih.neg()).view(T, B, D) if need[0] else None
+        dw_ih = (dan @ x.reshape(T * B, D)).neg_() if need[3] else None
+        dw_hh = dan @ hn[:T].transpose(0, 1).reshape(P, T * B).t() if need[4] else None  # -da, -h
+        db = dan.sum(1).neg_() if has_bias else None
+        dw_hr = None
+        if w_hr is not None and need[7]:
+            r = rn if mask is None else rn * m
+            dhs_2d = dhs[1:].transpose(0, 1).reshape(P, T * B)
+            dw_hr = (dhs_2d @ r.permute(0, 2, 1).reshape(T * B, H)).neg_()
+    as_rows = dict(memory_format=torch.contiguous_format)   # (B, K) copies of the feature-major states
+    return (dx, dhs[0].t().clone(**as_rows), k[0, 0].t().clone(**as_rows), dw_ih, dw_hh, db,
+            None if db is None else db.clone(), dw_hr, None)
+
+
 # ----------------------------------------------------------------------------- the compiled CPU steps
+
+def cpu_kernel_status():
+    """One line: whether the fused path runs its compiled CPU loops here, and if not, why not."""
+    _cpu_kernel.load()
+    return _cpu_kernel.status()
+
 
 def _use_kernel(x, w_hr, mask):
     """Whether the fused path runs its step loops in the compiled CPU kernel (lstmkit/_cpu_kernel.py)."""
@@ -212,6 +309,10 @@ class LSTMFunction(torch.autograd.Function):
     When no gradient can be asked for, lstm_layer runs the same loop (_fused_forward) without
     keeping anything for the backward, and with the signs flipped (h and -2c are carried, so the
     outputs need no final negation).
+    On the CPU, _kernel_forward and _kernel_backward run the same rewrites compiled: per step one
+    matrix product (ATen's addmm, as here) and one pass that does all the elementwise work, split
+    across torch's threads; as torch ops those are six (forward) and three (backward) separate
+    passes, each on one thread at small sizes, which cost more than the product.
     """
 
     @staticmethod
@@ -230,92 +331,8 @@ class LSTMFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy, dh_T, dc_T):
-        if ctx.kernel:
-            return _kernel_backward(*ctx.saved_tensors, dy, dh_T, dc_T, ctx.needs_input_grad, ctx.has_bias)
-        x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask = ctx.saved_tensors
-        T, B, D = x.shape
-        H = w_ih.shape[0] // 4
-        P = hn.shape[1]
-        with torch.no_grad():
-            dhs = x.new_empty(T + 1, P, B)                # gradient w.r.t. h_t (t = 0..T); dhs[0] is returned
-            dy = dy.transpose(1, 2).clone(memory_format=torch.contiguous_format)   # feature-major
-            # The work on internal buffers runs in inference mode, which skips autograd's bookkeeping
-            # of each view and in-place op; the gradients returned are formed after it, as ordinary
-            # tensors.
-            with torch.inference_mode():
-                # The local derivatives of every step at once (big elementwise ops over all T steps),
-                # so that the sequential loop below is three small ops and one matmul per step:
-                #   da_o = dr * tanh(c) o (1 - o);  dc += dr * o (1 - tanh(c)^2);  then
-                #   da_i = dc * g i (1 - i),  da_f = dc * c_prev f (1 - f),  da_g = dc * i (1 - g^2),
-                #   dc_prev = dc * f.
-                # With g = 2 s_g - 1, tanh(c) = 2 s_c - 1 and 1 - (2s - 1)^2 = 4 s (1 - s), each factor is
-                # s (1 - s) of its gate (one op over all four blocks) times one more factor, applied in
-                # place (memory traffic is what these cost).
-                # The loop works with -da, so k[t] holds [f, -k_i, -k_f, -k_g, -k_o]; the loop then
-                # multiplies each k[t] in place into [dc_prev, -da_i, -da_f, -da_g, -da_o] (no second
-                # buffer to allocate and stream through the cache); k[T, 0] holds dc_T. With f in
-                # front, one broadcast multiply by dc gives dc_prev, da_i, da_f and da_g, and -da stays
-                # in torch's gate order (i, f, g, o) for the weight-gradient products.
-                gates = acts.view(T, 4, H, B)
-                i, f, s_g, o = gates.unbind(1)
-                zero = acts.new_zeros(())
-                k = acts.new_empty(T + 1, 5, H, B)
-                k_i, k_f, k_g, k_o = k[:T, 1:].unbind(1)
-                torch.addcmul(gates, gates, gates, value=-1, out=k[:T, 1:])       # i (1 - i), f (1 - f), ...
-                k_o.addcmul_(k_o, s_c, value=-2)                                  # -tanh(c) o (1 - o)
-                k_i.addcmul_(k_i, s_g, value=-2)                                  # -g i (1 - i)
-                torch.addcmul(zero, k_f, c2[:T], value=-0.5, out=k_f)             # -c_prev f (1 - f)
-                torch.addcmul(zero, k_g, i, value=-4, out=k_g)                    # -i (1 - g^2)
-                k[:T, 0] = f
-                u = torch.addcmul(s_c, s_c, s_c, value=-1)                        # s_c (1 - s_c)
-                k_c = torch.addcmul(zero, u, o, value=4, out=u)                   # o (1 - tanh(c)^2)
-                k[T, 0] = dc_T.t()
-                keep = None
-                if mask is not None:  # masked steps: da = 0, and (dh, dc) pass straight through
-                    m = mask.to(x.dtype).transpose(1, 2)                         # (T, 1, B)
-                    k[:T, 1:] *= m.unsqueeze(1)
-                    k[:T, 0] = torch.where(mask.transpose(1, 2), f, 1)
-                    k_c *= m
-                    dy *= m
-                    keep = (1 - m).unbind(0)
-
-                dan = k[:T, 1:].view(T, 4 * H, B)            # -da after the loop
-                w_hh_t = w_hh.t().contiguous()                # (P, 4H): the left operand, as in the forward
-                w_hr_t = w_hr.t().contiguous() if w_hr is not None else None
-                torch.add(dh_T.t(), dy[T - 1], out=dhs[T])
-                dr_buf = x.new_empty(H, B) if w_hr is not None else None
-                DA, DH, DY, DC = dan.unbind(0), dhs.unbind(0), dy.unbind(0), k[:, 0].unbind(0)
-                KG, KO, KC = k[:T, :4].unbind(0), k[:T, 4].unbind(0), k_c.unbind(0)
-                for t in reversed(range(T)):
-                    dht = DH[t + 1]                                # w.r.t. the output h_t of step t
-                    dr = dht if w_hr is None else torch.mm(w_hr_t, dht, out=dr_buf)   # h = W_hr r
-                    dc = DC[t + 1]
-                    dc.addcmul_(dr, KC[t])
-                    KG[t].mul_(dc)                                 # dc_prev, -da_i, -da_f, -da_g
-                    KO[t].mul_(dr)                                 # -da_o
-                    if t > 0:
-                        torch.addmm(DY[t - 1], w_hh_t, DA[t], alpha=-1, out=DH[t])
-                    else:
-                        torch.mm(w_hh_t, DA[t], out=DH[t]).neg_()
-                    if keep is not None:
-                        DH[t].addcmul_(keep[t], dht)
-
-            # The weight gradients sum over steps and batch: one product each over all T*B columns,
-            # after one copy that puts the (t, b) columns side by side.
-            dan = dan.transpose(0, 1).reshape(4 * H, T * B)
-            need = ctx.needs_input_grad
-            dx = (dan.t() @ w_ih.neg()).view(T, B, D) if need[0] else None
-            dw_ih = (dan @ x.reshape(T * B, D)).neg_() if need[3] else None
-            dw_hh = dan @ hn[:T].transpose(0, 1).reshape(P, T * B).t() if need[4] else None  # -da, -h
-            db = dan.sum(1).neg_() if ctx.has_bias else None
-            dw_hr = None
-            if w_hr is not None and need[7]:
-                r = rn if mask is None else rn * m
-                dhs_2d = dhs[1:].transpose(0, 1).reshape(P, T * B)
-                dw_hr = (dhs_2d @ r.permute(0, 2, 1).reshape(T * B, H)).neg_()
-        as_rows = dict(memory_format=torch.contiguous_format)   # (B, K) copies of the feature-major states
-        return (dx, dhs[0].t().clone(**as_rows), k[0, 0].t().clone(**as_rows), dw_ih, dw_hh, db,
-                None if db is None else db.clone(), dw_hr, None)
+        backward = _kernel_backward if ctx.kernel else _fused_backward
+        return backward(*ctx.saved_tensors, dy, dh_T, dc_T, ctx.needs_input_grad, ctx.has_bias)
 
 
 # ----------------------------------------------------------------------------- the readable loop
