@@ -234,12 +234,8 @@ def _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep):
     T, B, D = x.shape
     H = w_hh.shape[1]
     sign = 1 if keep else -1
-    w_x = _g_doubled(w_ih, H).expand(T, 4 * H, D)
-    x_t = x.transpose(1, 2)
-    if b_ih is not None:
-        gates = torch.baddbmm(_g_doubled(b_ih + b_hh, H).view(1, 4 * H, 1), w_x, x_t)
-    else:
-        gates = torch.bmm(w_x, x_t)
+    gates = torch.bmm(_g_doubled(w_ih, H).expand(T, 4 * H, D), x.transpose(1, 2))   # the kernel adds b
+    bias = _g_doubled(b_ih + b_hh, H) if b_ih is not None else x.new_zeros(4 * H)
     rows = D if keep else 0
     z = x.new_empty(rows + H, T + 1, B)
     hn = z[rows:]                                  # (H, T+1, B): -sign * h, one time column per step
@@ -249,8 +245,9 @@ def _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep):
     s_c = x.new_empty(T, H, B) if keep else None
     torch.mul(h0.t(), -sign, out=hn[:, 0])
     torch.mul(c0.t(), 2 * sign, out=c2[0])
+    w_h = _g_doubled(w_hh, H, sign=-sign)           # multiplies hn = -sign * h
     with torch.inference_mode():
-        torch.ops.lstmkit.forward_steps(gates, _g_doubled(w_hh, H, sign=-sign), hn, c2, s_c, float(sign))
+        torch.ops.lstmkit.forward_steps(gates, w_h, bias, hn, c2, s_c, float(sign))
     y = torch.mul(hn[:, 1:].permute(1, 2, 0), -sign, out=x.new_empty(T, B, H))
     out = (y, (hn[:, T].t() * -sign).contiguous(), (c2[T % c2.shape[0]].t() * (0.5 * sign)).contiguous())
     return out + (gates, z, c2, s_c) if keep else out

@@ -55,9 +55,11 @@ inline int64_t grain(int64_t B) { return std::max<int64_t>(1, 1024 / std::max<in
 template <typename T, bool keep>
 inline void forward_row(T* __restrict i_, T* __restrict f_, T* __restrict g_, T* __restrict o_,
                         const T* __restrict c_prev, T* __restrict c_new, T* __restrict s_c,
-                        T* __restrict h, const T sign, const int64_t B) {
+                        T* __restrict h, const T b_i, const T b_f, const T b_g, const T b_o, const T sign,
+                        const int64_t B) {
   for (int64_t b = 0; b < B; ++b) {
-    T i = sigmoid(i_[b]), f = sigmoid(f_[b]), s_g = sigmoid(g_[b]), o = sigmoid(o_[b]);
+    T i = sigmoid(i_[b] + b_i), f = sigmoid(f_[b] + b_f);
+    T s_g = sigmoid(g_[b] + b_g), o = sigmoid(o_[b] + b_o);
     i_[b] = i, f_[b] = f, g_[b] = s_g, o_[b] = o;
     T c = f * c_prev[b] + sign * (4 * i * s_g - 2 * i);  // 2c = f 2c_prev + 2 i g, g = 2 s_g - 1
     T sc = sigmoid(c);                                    // (1 + sign tanh(c)) / 2
@@ -87,8 +89,8 @@ inline void backward_row(const T* __restrict i_, const T* __restrict f_, const T
 }
 
 template <typename T, bool keep>
-void forward_steps_impl(at::Tensor& gates, const at::Tensor& w_h, at::Tensor& hn, at::Tensor& c2,
-                        T* s_c, T sign) {
+void forward_steps_impl(at::Tensor& gates, const at::Tensor& w_h, const T* bias, at::Tensor& hn,
+                        at::Tensor& c2, T* s_c, T sign) {
   const int64_t n_steps = gates.size(0), H = gates.size(1) / 4, B = gates.size(2);
   const int64_t hn_row = (n_steps + 1) * B;  // stride of one feature row of hn
   T* g_ptr = gates.data_ptr<T>();
@@ -96,7 +98,7 @@ void forward_steps_impl(at::Tensor& gates, const at::Tensor& w_h, at::Tensor& hn
   T* h_ptr = hn.data_ptr<T>();
   for (int64_t t = 0; t < n_steps; ++t) {
     at::Tensor a = gates.select(0, t);
-    at::addmm_out(a, a, w_h, hn.select(1, t));  // a = W_ih x_t + b + W_hh h_{t-1}   (4H, B)
+    at::addmm_out(a, a, w_h, hn.select(1, t));  // a = W_ih x_t + W_hh h_{t-1}   (4H, B); + b below
     T* a_t = g_ptr + t * 4 * H * B;
     const T* c_prev = c_ptr + (keep ? t : t % 2) * H * B;
     T* c_new = c_ptr + (keep ? t + 1 : (t + 1) % 2) * H * B;
@@ -105,7 +107,8 @@ void forward_steps_impl(at::Tensor& gates, const at::Tensor& w_h, at::Tensor& hn
       for (int64_t j = j0; j < j1; ++j) {
         T* i = a_t + j * B;
         forward_row<T, keep>(i, i + H * B, i + 2 * H * B, i + 3 * H * B, c_prev + j * B, c_new + j * B,
-                             keep ? s_t + j * B : nullptr, h_ptr + j * hn_row + (t + 1) * B, sign, B);
+                             keep ? s_t + j * B : nullptr, h_ptr + j * hn_row + (t + 1) * B, bias[j],
+                             bias[H + j], bias[2 * H + j], bias[3 * H + j], sign, B);
       }
     });
   }
@@ -149,20 +152,26 @@ void check(const at::Tensor& x, const char* name) {
               " must be a contiguous CPU tensor");
 }
 
-// gates: (T, 4H, B) input part in, gates out; w_h: (4H, H); hn: (H, T+1, B) with hn[:, 0] set;
+// gates: (T, 4H, B) input part in (without bias), gates out; w_h: (4H, H); bias: (4H,) (b_ih + b_hh,
+// g rows doubled like w_h's); hn: (H, T+1, B) with hn[:, 0] set;
 // c2: (T+1, H, B) (keep) or (2, H, B) with c2[0] set; s_c: (T, H, B) when keeping for a backward.
-void forward_steps(at::Tensor gates, const at::Tensor& w_h, at::Tensor hn, at::Tensor c2,
-                   const c10::optional<at::Tensor>& s_c, double sign) {
-  for (const at::Tensor* p : std::initializer_list<const at::Tensor*>{&gates, &w_h, &hn, &c2}) check(*p, "a buffer");
+void forward_steps(at::Tensor gates, const at::Tensor& w_h, const at::Tensor& bias, at::Tensor hn,
+                   at::Tensor c2, const c10::optional<at::Tensor>& s_c, double sign) {
+  check(bias, "bias");
+  for (const at::Tensor* p : std::initializer_list<const at::Tensor*>{&gates, &w_h, &hn, &c2}) {
+    check(*p, "a buffer");
+  }
   const bool keep = s_c.has_value();
   if (keep) check(*s_c, "s_c");
   if (gates.scalar_type() == at::kFloat) {
-    if (keep) forward_steps_impl<float, true>(gates, w_h, hn, c2, s_c->data_ptr<float>(), float(sign));
-    else forward_steps_impl<float, false>(gates, w_h, hn, c2, nullptr, float(sign));
+    const float* b = bias.data_ptr<float>();
+    if (keep) forward_steps_impl<float, true>(gates, w_h, b, hn, c2, s_c->data_ptr<float>(), float(sign));
+    else forward_steps_impl<float, false>(gates, w_h, b, hn, c2, nullptr, float(sign));
   } else {
     TORCH_CHECK(gates.scalar_type() == at::kDouble, "lstmkit cpu kernel: float32 or float64 only");
-    if (keep) forward_steps_impl<double, true>(gates, w_h, hn, c2, s_c->data_ptr<double>(), sign);
-    else forward_steps_impl<double, false>(gates, w_h, hn, c2, nullptr, sign);
+    const double* b = bias.data_ptr<double>();
+    if (keep) forward_steps_impl<double, true>(gates, w_h, b, hn, c2, s_c->data_ptr<double>(), sign);
+    else forward_steps_impl<double, false>(gates, w_h, b, hn, c2, nullptr, sign);
   }
 }
 
@@ -171,8 +180,8 @@ void forward_steps(at::Tensor gates, const at::Tensor& w_h, at::Tensor hn, at::T
 void backward_steps(const at::Tensor& gates, const at::Tensor& c2, const at::Tensor& s_c,
                     const at::Tensor& dy, const at::Tensor& w_hh_t, at::Tensor dh, at::Tensor dc,
                     at::Tensor da) {
-  for (const at::Tensor* p : std::initializer_list<const at::Tensor*>{&gates, &c2, &s_c, &dy, &w_hh_t, &dh, &dc,
-                                                                     &da}) {
+  for (const at::Tensor* p :
+       std::initializer_list<const at::Tensor*>{&gates, &c2, &s_c, &dy, &w_hh_t, &dh, &dc, &da}) {
     check(*p, "a buffer");
   }
   if (gates.scalar_type() == at::kFloat) {
@@ -186,8 +195,8 @@ void backward_steps(const at::Tensor& gates, const at::Tensor& c2, const at::Ten
 }  // namespace
 
 TORCH_LIBRARY(lstmkit, m) {
-  m.def("forward_steps(Tensor(a!) gates, Tensor w_h, Tensor(b!) hn, Tensor(c!) c2, Tensor(d!)? s_c, "
-        "float sign) -> ()", &forward_steps);
+  m.def("forward_steps(Tensor(a!) gates, Tensor w_h, Tensor bias, Tensor(b!) hn, Tensor(c!) c2, "
+        "Tensor(d!)? s_c, float sign) -> ()", &forward_steps);
   m.def("backward_steps(Tensor gates, Tensor c2, Tensor s_c, Tensor dy, Tensor w_hh_t, Tensor(a!) dh, "
         "Tensor(b!) dc, Tensor(c!) da) -> ()", &backward_steps);
 }
