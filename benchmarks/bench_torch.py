@@ -4,7 +4,9 @@ Times forward and forward+backward at two CPU sizes (float32, 2 threads by defau
 candidates interleaved in every repeat (nn, fused, then fused, nn, ...) so that drifts in machine
 load hit all alike, and reports medians, the ratio to nn.LSTM (the median of the per-repeat
 ratios) and GFLOP/s against a measured matmul peak (a (T*B, D+H) x (D+H, 4H) product, the shape
-of the LSTM's work). The forward is timed under torch.no_grad() (inference).
+of the LSTM's work). The forward is timed under torch.no_grad() (inference). On the CPU the fused
+path is timed twice: as it runs by default (the compiled step loops, lstmkit/csrc/lstm_cpu.cpp)
+and as "fused torch ops" (lstmkit.torch.USE_CPU_KERNEL = False, what other devices run).
 
     .venv/bin/python benchmarks/bench_torch.py [--repeats N] [--threads N] [--loop] [--quick]
     .venv/bin/python benchmarks/bench_torch.py --threads 1 --clock cpu   # on a busy shared machine
