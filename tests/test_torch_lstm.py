@@ -315,6 +315,9 @@ def test_cpu_kernel_with_two_threads():
     """The kernel splits each step's rows between threads; results must not depend on that. float64
     equals nn.LSTM; in float32 (where nn.LSTM's own rounding at this size exceeds 1e-5) the kernel's
     largest error against the float64 result is no worse than nn.LSTM's."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(9, 37, 7, generator=g, dtype=torch.float64)   # 37: vector loop and remainder
+    hx = tuple(torch.randn(2, 37, 64, generator=g, dtype=torch.float64) for _ in range(2))
     n = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -323,11 +326,8 @@ def test_cpu_kernel_with_two_threads():
             for cls in (nn.LSTM, LSTM):
                 torch.manual_seed(0)
                 mod = cls(7, 64, num_layers=2).to(dtype)
-                g = torch.Generator().manual_seed(1)
-                x = torch.randn(9, 37, 7, generator=g, dtype=torch.float64)   # 37: vector loop and remainder
-                hx = tuple(torch.randn(2, 37, 64, generator=g, dtype=torch.float64) for _ in range(2))
-                hx = tuple(s.to(dtype) for s in hx)
-                results[cls, dtype] = run(mod, x.to(dtype), "plain", hx, None, False)
+                state = tuple(s.to(dtype) for s in hx)
+                results[cls, dtype] = run(mod, x.to(dtype), "plain", state, None, False)
     finally:
         torch.set_num_threads(n)
     truth = results[nn.LSTM, torch.float64]
