@@ -66,7 +66,7 @@ def _build(target: Path, cxx: str) -> None:
         link = [cxx, "-shared", "-fopenmp", str(obj), "-o", str(out)]
         for d in cpp_extension.library_paths():
             link += ["-L", d, f"-Wl,-rpath,{d}"]
-        link += ["-lc10", "-ltorch_cpu"]
+        link += ["-Wl,-z,defs", "-lc10", "-ltorch_cpu"]   # BLAS (sgemm_) comes from torch_cpu
         for cmd in (compile_, link):
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:

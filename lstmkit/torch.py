@@ -220,8 +220,9 @@ def cpu_kernel_status():
 
 def _use_kernel(x, w_hr, mask):
     """Whether the fused path runs its step loops in the compiled CPU kernel (lstmkit/_cpu_kernel.py)."""
+    T, B = x.shape[:2]
     return (USE_CPU_KERNEL and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and w_hr is None and mask is None and _cpu_kernel.load())
+            and w_hr is None and mask is None and (T + 1) * B < 2**31 and _cpu_kernel.load())
 
 
 def _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep):

@@ -1,10 +1,11 @@
 // The step loops of lstmkit.torch's fused LSTM on CPU, compiled on first use (lstmkit/_cpu_kernel.py).
 //
 // Same equations, rewrites and buffers as the torch ops in lstmkit/torch.py (_fused_forward and
-// _fused_backward), but each step is one matrix product (at::addmm, as in torch) plus ONE pass over
-// the step's elements that does all the elementwise work, split across torch's threads. In torch
-// ops that work is six or three separate small ops, each on one thread (their tensors are below
-// torch's threshold for a second thread), which is where the time went at small sizes.
+// _fused_backward), but each step is one matrix product plus ONE pass over the step's elements that
+// does all the elementwise work, split across torch's OpenMP threads. In torch ops that work is six
+// or three separate small ops, each on one thread (their tensors are below torch's threshold for a
+// second thread), which is where the time went at small sizes. The products call the BLAS that
+// torch links (sgemm_/dgemm_) directly: at::addmm's dispatch cost about 3 us of each step's 45.
 //
 // Layouts (all contiguous): gates (T, 4H, B) in gate order i, f, g, o; hn (H, T+1, B) holds -sign*h
 // ("feature, time, batch", so that the weight gradients read it without a copy); c2 (T+1, H, B) or
@@ -12,9 +13,11 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <omp.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -45,10 +48,6 @@ inline float exp_f(float x) {
 
 inline float sigmoid(float x) { return 1.0f / (1.0f + exp_f(-x)); }
 inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }  // float64 is for checks
-
-// Rows per task of at::parallel_for: about 1024 numbers per task, so that both threads get work
-// at small sizes without a task being smaller than the cost of handing it out.
-inline int64_t grain(int64_t B) { return std::max<int64_t>(1, 1024 / std::max<int64_t>(B, 1)); }
 
 // One row j of one step: the gates from their pre-activations (in place), the cell state, its
 // sigmoid (kept for the backward when keep) and the hidden state. Separate, so that the compiler
@@ -89,68 +88,117 @@ inline void backward_row(const T* __restrict i_, const T* __restrict f_, const T
   }
 }
 
-template <typename T, bool keep>
-void forward_steps_impl(at::Tensor& gates, const at::Tensor& w_h, const T* bias, at::Tensor& hn,
-                        at::Tensor& c2, T* s_c, T sign) {
-  const int64_t n_steps = gates.size(0), H = gates.size(1) / 4, B = gates.size(2);
-  const int64_t hn_row = (n_steps + 1) * B;  // stride of one feature row of hn
-  T* g_ptr = gates.data_ptr<T>();
-  T* c_ptr = c2.data_ptr<T>();
-  T* h_ptr = hn.data_ptr<T>();
-  for (int64_t t = 0; t < n_steps; ++t) {
-    at::Tensor a = gates.select(0, t);
-    at::addmm_out(a, a, w_h, hn.select(1, t));  // a = W_ih x_t + W_hh h_{t-1}   (4H, B); + b below
-    T* a_t = g_ptr + t * 4 * H * B;
-    const T* c_prev = c_ptr + (keep ? t : t % 2) * H * B;
-    T* c_new = c_ptr + (keep ? t + 1 : (t + 1) % 2) * H * B;
-    T* s_t = keep ? s_c + t * H * B : nullptr;
-    at::parallel_for(0, H, grain(B), [=](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j) {
-        T* i = a_t + j * B;
-        forward_row<T, keep>(i, i + H * B, i + 2 * H * B, i + 3 * H * B, c_prev + j * B, c_new + j * B,
-                             keep ? s_t + j * B : nullptr, h_ptr + j * hn_row + (t + 1) * B, bias[j],
-                             bias[H + j], bias[2 * H + j], bias[3 * H + j], sign, B);
-      }
-    });
-  }
+// Row-major C (M, N) = A (M, K) B (K, N) + beta C, with leading dimensions, by the BLAS that torch
+// links (MKL on x86: sgemm_/dgemm_ are exported by libtorch_cpu). Called inside a parallel region,
+// it runs on the calling thread. Column-major BLAS sees each row-major matrix transposed, so it is
+// asked for C^T = B^T A^T.
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
+            const int*, const float*, const int*, const float*, float*, const int*);
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
+            const int*, const double*, const int*, const double*, double*, const int*);
 }
 
-template <typename T>
-void backward_steps_impl(const at::Tensor& gates, const at::Tensor& c2, const at::Tensor& s_c,
-                         const at::Tensor& dy, const at::Tensor& w_hh_t, at::Tensor& dh, at::Tensor& dc,
-                         at::Tensor& da) {
-  const int64_t n_steps = gates.size(0), H = gates.size(1) / 4, B = gates.size(2);
-  const T* g_ptr = gates.data_ptr<T>();
-  const T* c_ptr = c2.data_ptr<T>();
-  const T* s_ptr = s_c.data_ptr<T>();
-  T* dh_ptr = dh.data_ptr<T>();
-  T* dc_ptr = dc.data_ptr<T>();
-  T* da_ptr = da.data_ptr<T>();
-  const int64_t da_row = n_steps * B;  // stride of one row of da (4H, T, B)
-  for (int64_t t = n_steps - 1; t >= 0; --t) {
-    const T* a_t = g_ptr + t * 4 * H * B;
-    const T* c_t = c_ptr + t * H * B;  // 2 c_{t-1}
-    const T* s_t = s_ptr + t * H * B;
-    at::parallel_for(0, H, grain(B), [=](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j) {
-        const T* i = a_t + j * B;
-        T* da = da_ptr + j * da_row + t * B;
-        backward_row<T>(i, i + H * B, i + 2 * H * B, i + 3 * H * B, c_t + j * B, s_t + j * B, dh_ptr + j * B,
-                        dc_ptr + j * B, da, da + H * da_row, da + 2 * H * da_row, da + 3 * H * da_row, B);
+inline void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float beta, float* C,
+                 int ldc) {
+  const float one = 1.0f;
+  sgemm_("N", "N", &N, &M, &K, &one, B, &ldb, A, &lda, &beta, C, &ldc);
+}
+inline void gemm(int M, int N, int K, const double* A, int lda, const double* B, int ldb, double beta,
+                 double* C, int ldc) {
+  const double one = 1.0;
+  dgemm_("N", "N", &N, &M, &K, &one, B, &ldb, A, &lda, &beta, C, &ldc);
+}
+
+// The hidden units [j0, j1) that thread tid of n_threads owns, in every step.
+struct Units {
+  int64_t j0, j1;
+  Units(int64_t H, int tid, int n_threads) {
+    const int64_t chunk = (H + n_threads - 1) / n_threads;
+    j0 = std::min(H, tid * chunk);
+    j1 = std::min(H, j0 + chunk);
+  }
+};
+
+// Per step: the product on all threads (BLAS's own split), then the elementwise pass, each thread
+// on its own block of hidden units. (Each thread computing the product rows of its own units in one
+// parallel region for the whole loop measured no faster here: four small products per thread.)
+template <typename T, bool keep>
+void forward_steps_impl(T* gates, const T* w_h, const T* bias, T* hn, T* c2, T* s_c, T sign, int64_t n_steps,
+                        int64_t H, int64_t B) {
+  const int64_t hn_row = (n_steps + 1) * B;
+  for (int64_t t = 0; t < n_steps; ++t) {
+    T* a_t = gates + t * 4 * H * B;
+    gemm(int(4 * H), int(B), int(H), w_h, int(H), hn + t * B, int(hn_row), T(1), a_t, int(B));
+    const T* c_prev = c2 + (keep ? t : t % 2) * H * B;
+    T* c_new = c2 + (keep ? t + 1 : (t + 1) % 2) * H * B;
+    T* s_t = keep ? s_c + t * H * B : nullptr;
+#pragma omp parallel
+    {
+      const Units u(H, omp_get_thread_num(), omp_get_num_threads());
+      for (int64_t j = u.j0; j < u.j1; ++j) {
+        T* i = a_t + j * B;
+        forward_row<T, keep>(i, i + H * B, i + 2 * H * B, i + 3 * H * B, c_prev + j * B, c_new + j * B,
+                             keep ? s_t + j * B : nullptr, hn + j * hn_row + (t + 1) * B, bias[j],
+                             bias[H + j], bias[2 * H + j], bias[3 * H + j], sign, B);
       }
-    });
-    at::Tensor da_t = da.select(1, t);  // (4H, B), rows T*B apart
-    if (t > 0) {
-      at::addmm_out(dh, dy.select(0, t - 1), w_hh_t, da_t);  // dh_{t-1} = dy_{t-1} + W_hh^T da_t
-    } else {
-      at::mm_out(dh, w_hh_t, da_t);
     }
   }
 }
 
-void check(const at::Tensor& x, const char* name) {
-  TORCH_CHECK(x.device().is_cpu() && x.is_contiguous(), "lstmkit cpu kernel: ", name,
-              " must be a contiguous CPU tensor");
+// Backward: one parallel region for the whole loop. Each thread owns a block of hidden units; per
+// step it computes their gate gradients, waits for all threads' (the one barrier per step), then
+// the rows of dh_{t-1} = dy_{t-1} + W_hh^T da_t that belong to its units, with a product of its own
+// (BLAS runs single-threaded inside the region). The next step needs only its own rows of dh.
+template <typename T>
+void backward_steps_impl(const T* gates, const T* c2, const T* s_c, const T* dy, const T* w_hh_t, T* dh, T* dc,
+                         T* da, int64_t n_steps, int64_t H, int64_t B) {
+  const int64_t TB = n_steps * B;
+#pragma omp parallel
+  {
+    const Units u(H, omp_get_thread_num(), omp_get_num_threads());
+    for (int64_t t = n_steps - 1; t >= 0; --t) {
+      const T* a_t = gates + t * 4 * H * B;
+      const T* c_t = c2 + t * H * B;  // 2 c_{t-1}
+      const T* s_t = s_c + t * H * B;
+      for (int64_t j = u.j0; j < u.j1; ++j) {
+        const T* i = a_t + j * B;
+        T* da_j = da + j * TB + t * B;
+        backward_row<T>(i, i + H * B, i + 2 * H * B, i + 3 * H * B, c_t + j * B, s_t + j * B, dh + j * B,
+                        dc + j * B, da_j, da_j + H * TB, da_j + 2 * H * TB, da_j + 3 * H * TB, B);
+        if (t > 0) std::memcpy(dh + j * B, dy + ((t - 1) * H + j) * B, B * sizeof(T));
+      }
+#pragma omp barrier
+      if (u.j1 > u.j0) {
+        gemm(int(u.j1 - u.j0), int(B), int(4 * H), w_hh_t + u.j0 * 4 * H, int(4 * H), da + t * B, int(TB),
+             t > 0 ? T(1) : T(0), dh + u.j0 * B, int(B));
+      }
+    }
+  }
+}
+
+void check(std::initializer_list<const at::Tensor*> buffers, at::ScalarType dtype) {
+  for (const at::Tensor* x : buffers) {
+    TORCH_CHECK(x->device().is_cpu() && x->is_contiguous() && x->scalar_type() == dtype,
+                "lstmkit cpu kernel: every buffer must be a contiguous CPU tensor of one dtype");
+  }
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, "lstmkit cpu kernel: float32 or float64 only");
+}
+
+// BLAS takes 32-bit sizes: the longest leading dimension is hn's row, (T+1) B.
+void check_sizes(int64_t n_steps, int64_t H, int64_t B) {
+  TORCH_CHECK((n_steps + 1) * B < INT32_MAX && 4 * H < INT32_MAX, "lstmkit cpu kernel: sizes beyond 32 bits");
+}
+
+template <typename T>
+void forward_typed(at::Tensor& gates, const at::Tensor& w_h, const at::Tensor& bias, at::Tensor& hn,
+                   at::Tensor& c2, const c10::optional<at::Tensor>& s_c, T sign) {
+  const int64_t n_steps = gates.size(0), H = gates.size(1) / 4, B = gates.size(2);
+  check_sizes(n_steps, H, B);
+  T *g = gates.data_ptr<T>(), *h = hn.data_ptr<T>(), *c = c2.data_ptr<T>();
+  const T *w = w_h.data_ptr<T>(), *b = bias.data_ptr<T>();
+  if (s_c.has_value()) forward_steps_impl<T, true>(g, w, b, h, c, s_c->data_ptr<T>(), sign, n_steps, H, B);
+  else forward_steps_impl<T, false>(g, w, b, h, c, nullptr, sign, n_steps, H, B);
 }
 
 // gates: (T, 4H, B) input part in (without bias), gates out; w_h: (4H, H); bias: (4H,) (b_ih + b_hh,
@@ -158,22 +206,20 @@ void check(const at::Tensor& x, const char* name) {
 // c2: (T+1, H, B) (keep) or (2, H, B) with c2[0] set; s_c: (T, H, B) when keeping for a backward.
 void forward_steps(at::Tensor gates, const at::Tensor& w_h, const at::Tensor& bias, at::Tensor hn,
                    at::Tensor c2, const c10::optional<at::Tensor>& s_c, double sign) {
-  check(bias, "bias");
-  for (const at::Tensor* p : std::initializer_list<const at::Tensor*>{&gates, &w_h, &hn, &c2}) {
-    check(*p, "a buffer");
-  }
-  const bool keep = s_c.has_value();
-  if (keep) check(*s_c, "s_c");
-  if (gates.scalar_type() == at::kFloat) {
-    const float* b = bias.data_ptr<float>();
-    if (keep) forward_steps_impl<float, true>(gates, w_h, b, hn, c2, s_c->data_ptr<float>(), float(sign));
-    else forward_steps_impl<float, false>(gates, w_h, b, hn, c2, nullptr, float(sign));
-  } else {
-    TORCH_CHECK(gates.scalar_type() == at::kDouble, "lstmkit cpu kernel: float32 or float64 only");
-    const double* b = bias.data_ptr<double>();
-    if (keep) forward_steps_impl<double, true>(gates, w_h, b, hn, c2, s_c->data_ptr<double>(), sign);
-    else forward_steps_impl<double, false>(gates, w_h, b, hn, c2, nullptr, sign);
-  }
+  check({&gates, &w_h, &bias, &hn, &c2}, gates.scalar_type());
+  if (s_c.has_value()) check({&*s_c}, gates.scalar_type());
+  at::internal::lazy_init_num_threads();
+  if (gates.scalar_type() == at::kFloat) forward_typed<float>(gates, w_h, bias, hn, c2, s_c, float(sign));
+  else forward_typed<double>(gates, w_h, bias, hn, c2, s_c, sign);
+}
+
+template <typename T>
+void backward_typed(const at::Tensor& gates, const at::Tensor& c2, const at::Tensor& s_c, const at::Tensor& dy,
+                    const at::Tensor& w_hh_t, at::Tensor& dh, at::Tensor& dc, at::Tensor& da) {
+  const int64_t n_steps = gates.size(0), H = gates.size(1) / 4, B = gates.size(2);
+  check_sizes(n_steps, H, B);
+  backward_steps_impl<T>(gates.data_ptr<T>(), c2.data_ptr<T>(), s_c.data_ptr<T>(), dy.data_ptr<T>(),
+                         w_hh_t.data_ptr<T>(), dh.data_ptr<T>(), dc.data_ptr<T>(), da.data_ptr<T>(), n_steps, H, B);
 }
 
 // dy: (T, H, B) output gradients; dh: (H, B) holds dh_T + dy_{T-1} in, dh_0 out; dc: (H, B) holds
@@ -181,16 +227,10 @@ void forward_steps(at::Tensor gates, const at::Tensor& w_h, const at::Tensor& bi
 void backward_steps(const at::Tensor& gates, const at::Tensor& c2, const at::Tensor& s_c,
                     const at::Tensor& dy, const at::Tensor& w_hh_t, at::Tensor dh, at::Tensor dc,
                     at::Tensor da) {
-  for (const at::Tensor* p :
-       std::initializer_list<const at::Tensor*>{&gates, &c2, &s_c, &dy, &w_hh_t, &dh, &dc, &da}) {
-    check(*p, "a buffer");
-  }
-  if (gates.scalar_type() == at::kFloat) {
-    backward_steps_impl<float>(gates, c2, s_c, dy, w_hh_t, dh, dc, da);
-  } else {
-    TORCH_CHECK(gates.scalar_type() == at::kDouble, "lstmkit cpu kernel: float32 or float64 only");
-    backward_steps_impl<double>(gates, c2, s_c, dy, w_hh_t, dh, dc, da);
-  }
+  check({&gates, &c2, &s_c, &dy, &w_hh_t, &dh, &dc, &da}, gates.scalar_type());
+  at::internal::lazy_init_num_threads();
+  if (gates.scalar_type() == at::kFloat) backward_typed<float>(gates, c2, s_c, dy, w_hh_t, dh, dc, da);
+  else backward_typed<double>(gates, c2, s_c, dy, w_hh_t, dh, dc, da);
 }
 
 }  // namespace
