@@ -375,3 +375,23 @@ def test_cpu_kernel_keeps_denormals():
     tiny = torch.tensor([1e-40, 1e-310], dtype=torch.float64)
     assert (tiny * 1.0 > 0).all()
     assert (torch.tensor(1e-40, dtype=torch.float32) * 1.0).item() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_non_finite_inputs_propagate_like_nn(fused_backend, dtype):
+    """A NaN in the input makes its sequence's later outputs NaN and leaves the other sequences
+    alone; an infinite input saturates the gates as in nn.LSTM. Batch 9: the kernel's eight-wide
+    loop and its remainder both see a NaN and an inf."""
+    torch.manual_seed(0)
+    ref = nn.LSTM(3, 16).to(dtype)
+    ours = LSTM(3, 16).to(dtype)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(4, 9, 3, dtype=dtype)
+    x[1, 2, 0] = x[2, 8, 1] = float("nan")
+    x[1, 5, 2], x[0, 7, 0] = float("inf"), -float("inf")
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            expected, got = ref(x)[0], ours(x)[0]
+        nan = expected.isnan().any(-1)
+        assert nan[1:, 2].all() and nan[2:, 8].all() and nan.sum() == 3 + 2
+        torch.testing.assert_close(got, expected, equal_nan=True, **TOL[dtype])
