@@ -228,20 +228,16 @@ def _use_kernel(x, w_hr, mask):
 def _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep):
     """_fused_forward's contract (no projection, no mask) with the step loop in the compiled kernel.
 
-    Returns (y, h_T, c_T), and with keep=True also (gates, z, c2, s_c) for _kernel_backward, where
-    z (D+H, T+1, B) holds each step's input [x_t; -h_{t-1}] as columns (t, b): one product with it
-    gives both weight gradients, without a copy.
+    Returns (y, h_T, c_T), and with keep=True also (gates, hn, c2, s_c) for _kernel_backward, where
+    hn (H, T+1, B) holds -h_{t-1} as columns (t, b), so that dW_hh is one product with it, without
+    a copy.
     """
     T, B, D = x.shape
     H = w_hh.shape[1]
     sign = 1 if keep else -1
     gates = torch.bmm(_g_doubled(w_ih, H).expand(T, 4 * H, D), x.transpose(1, 2))   # the kernel adds b
     bias = _g_doubled(b_ih + b_hh, H) if b_ih is not None else x.new_zeros(4 * H)
-    rows = D if keep else 0
-    z = x.new_empty(rows + H, T + 1, B)
-    hn = z[rows:]                                  # (H, T+1, B): -sign * h, one time column per step
-    if keep:
-        z[:D, :T] = x.permute(2, 0, 1)
+    hn = x.new_empty(H, T + 1, B)                  # -sign * h, one time column per step
     c2 = x.new_empty(T + 1 if keep else 2, H, B)
     s_c = x.new_empty(T, H, B) if keep else None
     torch.mul(h0.t(), -sign, out=hn[:, 0])
@@ -251,10 +247,10 @@ def _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep):
         torch.ops.lstmkit.forward_steps(gates, w_h, bias, hn, c2, s_c, float(sign))
     y = torch.mul(hn[:, 1:].permute(1, 2, 0), -sign, out=x.new_empty(T, B, H))
     out = (y, (hn[:, T].t() * -sign).contiguous(), (c2[T % c2.shape[0]].t() * (0.5 * sign)).contiguous())
-    return out + (gates, z, c2, s_c) if keep else out
+    return out + (gates, hn, c2, s_c) if keep else out
 
 
-def _kernel_backward(x, w_ih, w_hh, gates, z, c2, s_c, dy, dh_T, dc_T, need, has_bias):
+def _kernel_backward(x, w_ih, w_hh, gates, hn, c2, s_c, dy, dh_T, dc_T, need, has_bias):
     """_fused_backward's contract for what _kernel_forward saved."""
     T, B, D = x.shape
     H = w_hh.shape[1]
@@ -268,10 +264,8 @@ def _kernel_backward(x, w_ih, w_hh, gates, z, c2, s_c, dy, dh_T, dc_T, need, has
             torch.ops.lstmkit.backward_steps(gates, c2, s_c, dy, w_hh_t, dh, dc, da)
         da = da.view(4 * H, T * B)       # columns (t, b), side by side already
         dx = (da.t() @ w_ih).view(T, B, D) if need[0] else None
-        dw_ih = dw_hh = None
-        if need[3] or need[4]:
-            dw = da @ z[:, :T].reshape(D + H, T * B).t()            # [dW_ih | -dW_hh]
-            dw_ih, dw_hh = dw[:, :D].contiguous(), dw[:, D:].neg().contiguous()
+        dw_ih = da @ x.reshape(T * B, D) if need[3] else None
+        dw_hh = (da @ hn[:, :T].reshape(H, T * B).t()).neg_() if need[4] else None   # a view of hn
         db = da.sum(1) if has_bias else None
     as_rows = dict(memory_format=torch.contiguous_format)
     return (dx, dh.t().clone(**as_rows), dc.t().clone(**as_rows), dw_ih, dw_hh, db,
@@ -308,9 +302,10 @@ class LSTMFunction(torch.autograd.Function):
     keeping anything for the backward, and with the signs flipped (h and -2c are carried, so the
     outputs need no final negation).
     On the CPU, _kernel_forward and _kernel_backward run the same rewrites compiled: per step one
-    matrix product (ATen's addmm, as here) and one pass that does all the elementwise work, split
-    across torch's threads; as torch ops those are six (forward) and three (backward) separate
-    passes, each on one thread at small sizes, which cost more than the product.
+    matrix product (the same product, through the BLAS that torch links) and one pass that does all
+    the elementwise work, split across torch's threads; as torch ops those are six (forward) and
+    three (backward) separate passes, each on one thread at small sizes, which cost more than the
+    product.
     """
 
     @staticmethod
@@ -318,8 +313,8 @@ class LSTMFunction(torch.autograd.Function):
         ctx.has_bias = b_ih is not None
         ctx.kernel = _use_kernel(x, w_hr, mask)
         if ctx.kernel:
-            y, h_T, c_T, gates, z, c2, s_c = _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep=True)
-            ctx.save_for_backward(x, w_ih, w_hh, gates, z, c2, s_c)
+            y, h_T, c_T, gates, hn, c2, s_c = _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep=True)
+            ctx.save_for_backward(x, w_ih, w_hh, gates, hn, c2, s_c)
             return y, h_T, c_T
         y, h_T, c_T, acts, hn, c2, s_c, rn = _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask,
                                                             keep=True)

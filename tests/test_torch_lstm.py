@@ -311,15 +311,17 @@ def test_cpu_kernel_is_built_and_used(monkeypatch):
     assert calls == [True, False]
 
 
-def test_cpu_kernel_with_two_threads():
-    """The kernel splits each step's rows between threads; results must not depend on that. float64
-    equals nn.LSTM; in float32 (where nn.LSTM's own rounding at this size exceeds 1e-5) the kernel's
-    largest error against the float64 result is no worse than nn.LSTM's."""
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_cpu_kernel_with_threads(n_threads):
+    """The kernel splits each step's hidden units between threads (3: unequal blocks of H=64);
+    results must not depend on that. float64 equals nn.LSTM; in float32 (where nn.LSTM's own
+    rounding at this size exceeds 1e-5) the kernel's largest error against the float64 result is no
+    worse than nn.LSTM's."""
     g = torch.Generator().manual_seed(1)
     x = torch.randn(9, 37, 7, generator=g, dtype=torch.float64)   # 37: vector loop and remainder
     hx = tuple(torch.randn(2, 37, 64, generator=g, dtype=torch.float64) for _ in range(2))
     n = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(n_threads)
     try:
         results = {}
         for dtype in (torch.float64, torch.float32):
@@ -395,3 +397,26 @@ def test_non_finite_inputs_propagate_like_nn(fused_backend, dtype):
         nan = expected.isnan().any(-1)
         assert nan[1:, 2].all() and nan[2:, 8].all() and nan.sum() == 3 + 2
         torch.testing.assert_close(got, expected, equal_nan=True, **TOL[dtype])
+
+
+def test_cpu_kernel_rejects_wrong_buffers():
+    """The kernel writes through raw pointers, so its ops check every buffer's shape and dtype first."""
+    assert _cpu_kernel.load(), _cpu_kernel.status()
+    T, H, B = 5, 4, 3
+    fwd = dict(gates=torch.zeros(T, 4 * H, B), w_h=torch.zeros(4 * H, H), bias=torch.zeros(4 * H),
+               hn=torch.zeros(H, T + 1, B), c2=torch.zeros(T + 1, H, B), s_c=torch.zeros(T, H, B))
+    torch.ops.lstmkit.forward_steps(*fwd.values(), 1.0)
+    with pytest.raises(RuntimeError, match=r"hn has shape \[3, 6, 3\], expected \[4, 6, 3\]"):
+        torch.ops.lstmkit.forward_steps(*{**fwd, "hn": torch.zeros(H - 1, T + 1, B)}.values(), 1.0)
+    with pytest.raises(RuntimeError, match=r"c2 has shape \[2, 4, 3\], expected \[6, 4, 3\]"):
+        torch.ops.lstmkit.forward_steps(*{**fwd, "c2": torch.zeros(2, H, B)}.values(), 1.0)
+    with pytest.raises(RuntimeError, match="contiguous CPU tensor of one dtype"):
+        torch.ops.lstmkit.forward_steps(*{**fwd, "bias": torch.zeros(4 * H).double()}.values(), 1.0)
+    bwd = dict(gates=fwd["gates"], c2=fwd["c2"], s_c=fwd["s_c"], dy=torch.zeros(T, H, B),
+               w_hh_t=torch.zeros(H, 4 * H), dh=torch.zeros(H, B), dc=torch.zeros(H, B),
+               da=torch.zeros(4 * H, T, B))
+    torch.ops.lstmkit.backward_steps(*bwd.values())
+    with pytest.raises(RuntimeError, match=r"da has shape \[16, 4, 3\], expected \[16, 5, 3\]"):
+        torch.ops.lstmkit.backward_steps(*{**bwd, "da": torch.zeros(4 * H, T - 1, B)}.values())
+    with pytest.raises(RuntimeError, match="contiguous"):
+        torch.ops.lstmkit.backward_steps(*{**bwd, "dy": torch.zeros(T, B, H).transpose(1, 2)}.values())

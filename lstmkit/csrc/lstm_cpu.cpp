@@ -244,6 +244,12 @@ void check(std::initializer_list<const at::Tensor*> buffers, at::ScalarType dtyp
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, "lstmkit cpu kernel: float32 or float64 only");
 }
 
+// The kernel writes through raw pointers: every buffer's shape is checked first.
+void check_shape(const at::Tensor& x, std::initializer_list<int64_t> shape, const char* name) {
+  TORCH_CHECK(x.sizes() == at::IntArrayRef(shape), "lstmkit cpu kernel: ", name, " has shape ", x.sizes(),
+              ", expected ", at::IntArrayRef(shape));
+}
+
 // BLAS takes 32-bit sizes: the longest leading dimension is hn's row, (T+1) B.
 void check_sizes(int64_t n_steps, int64_t H, int64_t B) {
   TORCH_CHECK((n_steps + 1) * B < INT32_MAX && 4 * H < INT32_MAX, "lstmkit cpu kernel: sizes beyond 32 bits");
@@ -254,6 +260,12 @@ void forward_typed(at::Tensor& gates, const at::Tensor& w_h, const at::Tensor& b
                    at::Tensor& c2, const c10::optional<at::Tensor>& s_c, T sign) {
   const int64_t n_steps = gates.size(0), H = gates.size(1) / 4, B = gates.size(2);
   check_sizes(n_steps, H, B);
+  check_shape(gates, {n_steps, 4 * H, B}, "gates");
+  check_shape(w_h, {4 * H, H}, "w_h");
+  check_shape(bias, {4 * H}, "bias");
+  check_shape(hn, {H, n_steps + 1, B}, "hn");
+  check_shape(c2, {s_c.has_value() ? n_steps + 1 : 2, H, B}, "c2");
+  if (s_c.has_value()) check_shape(*s_c, {n_steps, H, B}, "s_c");
   T *g = gates.data_ptr<T>(), *h = hn.data_ptr<T>(), *c = c2.data_ptr<T>();
   const T *w = w_h.data_ptr<T>(), *b = bias.data_ptr<T>();
   if (s_c.has_value()) forward_steps_impl<T, true>(g, w, b, h, c, s_c->data_ptr<T>(), sign, n_steps, H, B);
@@ -266,6 +278,7 @@ void forward_typed(at::Tensor& gates, const at::Tensor& w_h, const at::Tensor& b
 void forward_steps(at::Tensor gates, const at::Tensor& w_h, const at::Tensor& bias, at::Tensor hn,
                    at::Tensor c2, const c10::optional<at::Tensor>& s_c, double sign) {
   check({&gates, &w_h, &bias, &hn, &c2}, gates.scalar_type());
+  TORCH_CHECK(gates.dim() == 3 && gates.size(1) % 4 == 0, "lstmkit cpu kernel: gates must be (T, 4H, B)");
   if (s_c.has_value()) check({&*s_c}, gates.scalar_type());
   at::internal::lazy_init_num_threads();
   if (gates.scalar_type() == at::kFloat) forward_typed<float>(gates, w_h, bias, hn, c2, s_c, float(sign));
@@ -277,6 +290,14 @@ void backward_typed(const at::Tensor& gates, const at::Tensor& c2, const at::Ten
                     const at::Tensor& w_hh_t, at::Tensor& dh, at::Tensor& dc, at::Tensor& da) {
   const int64_t n_steps = gates.size(0), H = gates.size(1) / 4, B = gates.size(2);
   check_sizes(n_steps, H, B);
+  check_shape(gates, {n_steps, 4 * H, B}, "gates");
+  check_shape(c2, {n_steps + 1, H, B}, "c2");
+  check_shape(s_c, {n_steps, H, B}, "s_c");
+  check_shape(dy, {n_steps, H, B}, "dy");
+  check_shape(w_hh_t, {H, 4 * H}, "w_hh_t");
+  check_shape(dh, {H, B}, "dh");
+  check_shape(dc, {H, B}, "dc");
+  check_shape(da, {4 * H, n_steps, B}, "da");
   backward_steps_impl<T>(gates.data_ptr<T>(), c2.data_ptr<T>(), s_c.data_ptr<T>(), dy.data_ptr<T>(),
                          w_hh_t.data_ptr<T>(), dh.data_ptr<T>(), dc.data_ptr<T>(), da.data_ptr<T>(), n_steps, H, B);
 }
@@ -287,6 +308,7 @@ void backward_steps(const at::Tensor& gates, const at::Tensor& c2, const at::Ten
                     const at::Tensor& dy, const at::Tensor& w_hh_t, at::Tensor dh, at::Tensor dc,
                     at::Tensor da) {
   check({&gates, &c2, &s_c, &dy, &w_hh_t, &dh, &dc, &da}, gates.scalar_type());
+  TORCH_CHECK(gates.dim() == 3 && gates.size(1) % 4 == 0, "lstmkit cpu kernel: gates must be (T, 4H, B)");
   at::internal::lazy_init_num_threads();
   if (gates.scalar_type() == at::kFloat) backward_typed<float>(gates, c2, s_c, dy, w_hh_t, dh, dc, da);
   else backward_typed<double>(gates, c2, s_c, dy, w_hh_t, dh, dc, da);
