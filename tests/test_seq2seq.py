@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lstmkit import seq2seq as s2s
-from lstmkit.seq2seq import BOS, EOS, PAD, V, AdditiveAttention, Encoder, Seq2Seq
+from lstmkit.seq2seq import BOS, EOS, PAD, AdditiveAttention, Encoder, Seq2Seq, V
 
 torch.set_num_threads(1)
 
@@ -109,9 +109,12 @@ def test_additive_attention_gradcheck_and_masking():
     keys = torch.randn(S, B, K, dtype=torch.float64, requires_grad=True)
     mask = torch.arange(S).unsqueeze(1) < torch.tensor([5, 2, 4])
     assert torch.autograd.gradcheck(lambda q, k: attn(q, k, mask), (query, keys))
-    params = tuple(attn.parameters())
-    assert torch.autograd.gradcheck(lambda *w: torch.func.functional_call(
-        attn, dict(zip([n for n, _ in attn.named_parameters()], w)), (query, keys, mask)), params)
+    names, params = zip(*attn.named_parameters(), strict=True)
+
+    def with_params(*w):
+        return torch.func.functional_call(attn, dict(zip(names, w, strict=True)), (query, keys, mask))
+
+    assert torch.autograd.gradcheck(with_params, params)
 
     context, alpha = attn(query, keys, mask)
     torch.testing.assert_close(alpha.sum(0), torch.ones(B, dtype=torch.float64))
@@ -155,7 +158,7 @@ def test_scheduled_sampling_feeds_the_models_own_samples():
     mem = m.encode(src, src_len)
     g, state, prev = gen(), mem["state"], torch.full((40,), BOS)
     fed = []
-    for t in range(tgt.shape[0]):
+    for _ in range(tgt.shape[0]):
         logits, state, _ = m.step(prev, state, mem)
         own = torch.multinomial(torch.softmax(logits, 1), 1, generator=g)[:, 0]
         torch.rand(own.shape, generator=g)
@@ -185,12 +188,11 @@ def check_greedy_is_teacher_forced(m, src, src_len):
 @pytest.mark.parametrize("attention", [False, True])
 def test_beam_width_1_is_greedy_and_scores_are_log_probabilities(attention, trained):
     src, src_len, tgt = batch(B=60, min_len=1, max_len=9, seed=4)
-    m = trained[0][attention]
-    greedy = s2s.greedy_decode(m, src, src_len)
+    greedy = s2s.greedy_decode(trained[0][attention], src, src_len)
     lengths = (greedy != PAD).sum(0)
     assert len(set(lengths.tolist())) >= 5                    # outputs of many lengths ...
     assert 0 < s2s.evaluate(greedy, tgt)[0].float().mean() < 1    # ... right and wrong ones
-    for m in (m, model(attention, seed=1)):
+    for m in (trained[0][attention], model(attention, seed=1)):
         greedy = s2s.greedy_decode(m, src, src_len)
         beam, _ = s2s.beam_search(m, src, src_len, 1)
         assert torch.equal(s2s._trim(beam, greedy.shape[0]), greedy) and (beam[greedy.shape[0]:] == PAD).all()
