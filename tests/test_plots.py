@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from lstmkit import reference  # noqa: E402
-from lstmkit.plots import forget_path_product, lag_curves, training_curves  # noqa: E402
+from lstmkit.plots import forget_path_product, lag_curves, memory_unit_trace, training_curves  # noqa: E402
 
 
 def test_forget_path_product_is_the_product_of_later_forget_gates():
@@ -63,3 +63,26 @@ def test_training_curves_two_panels_and_threshold():
     plt.close(fig)
     with pytest.raises(ValueError, match="one entry per step"):
         training_curves([1.0], [1.0, 2.0], 1.0)
+
+
+def test_memory_unit_trace_five_panels_with_the_store_steps_marked():
+    T = 12
+    rng = np.random.default_rng(0)
+    store = np.zeros(T, bool)
+    store[[2, 7]] = True
+    query = np.zeros(T, bool)
+    query[[5, 10]] = True
+    gates = {k: rng.uniform(size=T) for k in "figo"}
+    fig = memory_unit_trace(store, query, rng.uniform(-1, 1, T), gates, rng.standard_normal(T),
+                            rng.standard_normal(T), np.zeros(T), np.zeros(T), unit=3)
+    assert len(fig.axes) == 5
+    labels = [line.get_label() for line in fig.axes[1].get_lines() if not line.get_label().startswith("_")]
+    assert labels == ["$f_t$ (unit 3)", "$i_t$ (unit 3)"]
+    np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), gates["f"])
+    # one vertical red line per store step in every panel
+    marks = [line for line in fig.axes[4].get_lines() if line.get_xdata()[0] == line.get_xdata()[-1]]
+    assert sorted(line.get_xdata()[0] for line in marks) == [2, 7]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="length of store"):
+        memory_unit_trace(store, query[:5], np.zeros(T), gates, np.zeros(T), np.zeros(T), np.zeros(T),
+                          np.zeros(T), unit=0)
