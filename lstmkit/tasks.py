@@ -288,7 +288,7 @@ def plot_confusion(conf, ax=None, cmap="Blues"):
         _, ax = plt.subplots()
     C = conf.shape[0]
     im = ax.imshow(conf, cmap=cmap)
-    for r, c in zip(*np.nonzero(conf)):
+    for r, c in np.argwhere(conf):
         ax.text(c, r, conf[r, c], ha="center", va="center", fontsize=7,
                 color="white" if conf[r, c] > conf.max() / 2 else "black")
     ax.set(xticks=range(C), yticks=range(C), xlabel="predicted", ylabel="true",
