@@ -31,7 +31,9 @@ def editions():
 def _sphinx(outdir, overrides, builder="html", doctreedir=None):
     """One strict Sphinx build of the book with Jupyter Book's configuration; returns its exit code."""
     from jupyter_book.sphinx import build_sphinx
+    from sphinx import locale
 
+    locale.translators.clear()  # Sphinx caches catalogs per process: another language's would leak in
     confoverrides = {
         "external_toc_path": str(REPO / "_toc.yml"),
         "latex_individualpages": False,

@@ -42,7 +42,7 @@ def extract(root=REPO):
     build_dir = Path(root) / "_build"
     code = build_book._sphinx(
         build_dir / "gettext",
-        {"nb_execution_cache_path": str(build_dir / ".jupyter_cache")},
+        {"nb_execution_cache_path": str(build_dir / ".jupyter_cache"), "gettext_location": False},
         builder="gettext", doctreedir=build_dir / ".doctrees-gettext",
     )
     if code != 0:
@@ -74,10 +74,9 @@ def _phrases():
     return [(row[0], row[1]) for row in rows if len(row) == 2 and not row[0].startswith("#")]
 
 
-def to_traditional():
-    """Write book/locales/zh_TW/... from book/locales/zh_CN/... (OpenCC s2twp + phrases.tsv)."""
+def traditional_converter():
+    """The function that turns a zh_CN translation into zh_TW: OpenCC s2twp, then phrases.tsv."""
     import opencc
-    from babel.messages.pofile import read_po, write_po
 
     convert = opencc.OpenCC("s2twp").convert
     fixes = _phrases()
@@ -88,18 +87,27 @@ def to_traditional():
             text = text.replace(wrong, right)
         return text
 
+    return traditional
+
+
+def to_traditional(locales=LOCALES):
+    """Write <locales>/zh_TW/... from book/locales/zh_CN/... (OpenCC s2twp + phrases.tsv)."""
+    from babel.messages.pofile import read_po, write_po
+
+    traditional = traditional_converter()
     for doc, src in catalogs(SOURCE_LANG).items():
         with open(src, "rb") as f:
             catalog = read_po(f, locale="zh_CN")
         catalog.locale = "zh_TW"
+        catalog.language_team = "zh_TW (generated from zh_CN by tools/i18n.py: edit zh_CN)"
         for message in catalog:
             if message.id and message.string:
                 message.string = traditional(message.string)
-        dst = LOCALES / "zh_TW" / "LC_MESSAGES" / f"{doc}.po"
+        dst = Path(locales) / "zh_TW" / "LC_MESSAGES" / f"{doc}.po"
         dst.parent.mkdir(parents=True, exist_ok=True)
         with open(dst, "wb") as f:
             write_po(f, catalog, width=76)
-        print(f"zh_TW: {dst.relative_to(REPO)}")
+        print(f"zh_TW: {dst}")
 
 
 def statistics(path):

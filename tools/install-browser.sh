@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The browser tests drive Debian's Chromium headless and inject axe-core (npm, pinned in
-# tools/package-lock.json) into every page; install whichever is missing.
+# tools/package-lock.json) into every page; a CJK font makes the screenshots of the Chinese
+# editions readable. Install whichever is missing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -17,6 +18,7 @@ apt_install() {
 
 command -v chromium >/dev/null 2>&1 || apt_install chromium
 command -v npm >/dev/null 2>&1 || apt_install npm
+[ -n "$(fc-list :lang=zh 2>/dev/null)" ] || apt_install fonts-wqy-microhei
 if [ ! -f "$here/node_modules/axe-core/axe.min.js" ]; then
     echo "installing axe-core for the accessibility checks (npm ci)"
     npm ci --prefix "$here" --no-audit --no-fund --silent

@@ -14,6 +14,8 @@ instead of 遗忘 + 门 and a search for it finds the pages that use it.
 import re
 from pathlib import Path
 
+from sphinx import addnodes
+
 HERE = Path(__file__).resolve().parent
 HTML_LANG = {"en": "en", "zh_CN": "zh-Hans", "zh_TW": "zh-Hant"}
 LABEL = {"en": "Language", "zh_CN": "语言", "zh_TW": "語言"}
@@ -61,10 +63,37 @@ def _setup_theme(app, config):
     _jieba_dict(app, config)
 
 
+def _catalog(app, docname):
+    """The compiled gettext catalog of `docname` in this edition's language (a null one for English)."""
+    from sphinx.locale import init as init_locale
+    from sphinx.util.i18n import docname_to_domain
+
+    dirs = [str(Path(app.srcdir) / d) for d in app.config.locale_dirs]
+    domain = docname_to_domain(docname, app.config.gettext_compact)
+    return init_locale(dirs, app.config.language, domain)[0]
+
+
+def _translate_captions(app, doctree):
+    """Translate the part captions of the table of contents: sphinx-external-toc inserts its
+    toctrees after Sphinx has translated the page, so their captions would stay English."""
+    if _language(app.config) == "en":
+        return
+    catalog = _catalog(app, app.env.docname)
+    for toctree in doctree.findall(addnodes.toctree):
+        if toctree.get("caption"):
+            toctree["caption"] = catalog.gettext(toctree["caption"])
+
+
 def _links(app, pagename, templatename, context, doctree):
-    """context["lang_switch"]: [(name, html lang, href or None for this edition), ...]."""
+    """context["lang_switch"]: [(name, html lang, href or None for this edition), ...]; also the
+    book's title (html_title, the root page's title) in this edition's language."""
     editions = app.config.lstmkit_editions
     current = _language(app.config)
+    if current != "en" and context.get("docstitle"):
+        title = context["docstitle"]
+        translated = _catalog(app, app.config.root_doc).gettext(title)
+        context["docstitle"] = translated
+        context["titlesuffix"] = context.get("titlesuffix", "").replace(title, translated)
     up = "../" * pagename.count("/") + ("" if current == "en" else "../")
     links = []
     for lang, name in editions.items():
@@ -72,12 +101,14 @@ def _links(app, pagename, templatename, context, doctree):
         href = None if lang == current else f"{up}{folder}{pagename}.html"
         links.append((name, HTML_LANG.get(lang, lang.replace("_", "-")), href))
     context["lang_switch"] = links
+    context["lang_switch_current"] = editions.get(current, current)
     context["lang_switch_label"] = LABEL.get(current, "Language")
 
 
 def setup(app):
     app.add_config_value("lstmkit_editions", {"en": "English"}, "html")
     app.connect("config-inited", _setup_theme)
+    app.connect("doctree-read", _translate_captions)
     app.connect("html-page-context", _links)
     app.add_css_file("lstmkit.css")
     return {"parallel_read_safe": True, "parallel_write_safe": True}
