@@ -56,7 +56,8 @@ def _jieba_dict(app, config):
 
 
 def _setup_theme(app, config):
-    config.templates_path.append(str(HERE / "templates"))
+    if str(HERE / "templates") not in config.templates_path:
+        config.templates_path.append(str(HERE / "templates"))
     config.html_static_path.append(str(HERE / "static"))
     options = config.html_theme_options
     options.setdefault("article_header_end", ["lang-switch.html", "article-header-buttons.html"])
