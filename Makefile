@@ -50,3 +50,4 @@ bench-grader: setup
 
 clean:
 	rm -rf _build
+	find book/locales -name '*.mo' -delete

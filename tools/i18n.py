@@ -50,10 +50,10 @@ def extract(root=REPO):
     return build_dir / "gettext"
 
 
-def update(add=()):
+def update(add=(), root=REPO):
     from sphinx_intl import basic
 
-    pot_dir = extract()
+    pot_dir = extract(root)
     wanted = set(catalogs(SOURCE_LANG)) | {doc.removesuffix(".md") for doc in add}
     missing = [doc for doc in wanted if not (pot_dir / f"{doc}.pot").exists()]
     if missing:
@@ -127,11 +127,12 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("update", help="refresh the zh_CN catalogs from the English text, then zh_TW")
     up.add_argument("--add", action="append", default=[], help="start the catalog of this page")
+    up.add_argument("--root", default=str(REPO), help="the folder whose _build/ has the jupyter-cache")
     sub.add_parser("zh-tw", help="regenerate the zh_TW catalogs from zh_CN")
     sub.add_parser("stat", help="translated / fuzzy / untranslated messages per catalog")
     args = parser.parse_args(argv)
     if args.command == "update":
-        update(args.add)
+        update(args.add, Path(args.root))
     elif args.command == "zh-tw":
         to_traditional()
     else:
