@@ -1,9 +1,11 @@
-"""The `lstmkit` command: `lstmkit grade ASSIGNMENT ...` and `lstmkit check NOTEBOOK.ipynb`."""
+"""The `lstmkit` command: `lstmkit grade ASSIGNMENT ...`, `lstmkit feedback ASSIGNMENT`, `lstmkit export
+ASSIGNMENT... --lms canvas|moodle` and `lstmkit check NOTEBOOK.ipynb`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _parser():
@@ -18,6 +20,10 @@ def _parser():
     g.add_argument("--timeout", type=float, default=60, help="wall seconds per submission (default 60)")
     g.add_argument("--memory", type=int, default=2048,
                    help="MB of address space per process (2048); all processes together: 256 MB more")
+    f = sub.add_parser("feedback", help="each student's feedback from the gradebook (after hand grading)")
+    f.add_argument("assignment", help="assignment id, e.g. gates")
+    f.add_argument("--course", default="assignments", help="nbgrader course folder (default: assignments)")
+    f.add_argument("--student", nargs="+", metavar="ID", help="only these students")
     c = sub.add_parser("check", help="run the visible checks of your notebook")
     c.add_argument("notebook", help="your notebook, e.g. gates.ipynb")
     return parser
@@ -39,6 +45,17 @@ def main(argv=None):
                          scheduler=args.scheduler, timeout=args.timeout, memory=args.memory)
             print(f"wrote {args.course}/grades-{args.assignment}.csv ({len(rows)} students), the gradebook, "
                   f"{args.course}/feedback/ and {args.course}/autograded/")
+            return 0
+        if args.command == "feedback":
+            from lstmkit.grader.course import load_course
+            from lstmkit.grader.feedback import write_feedback
+
+            if not Path(args.course).is_dir():
+                raise GraderError(f"course folder {args.course} does not exist (use --course DIR)")
+            paths = write_feedback(load_course(args.course), args.assignment, args.student)
+            for path in paths:
+                print(path)
+            print(f"wrote the feedback of {len(paths)} submissions (.html and .json)")
             return 0
         report = check_notebook(args.notebook)
         for r in report:
