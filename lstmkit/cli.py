@@ -24,6 +24,15 @@ def _parser():
     f.add_argument("assignment", help="assignment id, e.g. gates")
     f.add_argument("--course", default="assignments", help="nbgrader course folder (default: assignments)")
     f.add_argument("--student", nargs="+", metavar="ID", help="only these students")
+    e = sub.add_parser("export", help="fill the gradebook file from Canvas or Moodle with the scores")
+    e.add_argument("assignment", nargs="+", help="assignment ids, e.g. gates bptt")
+    e.add_argument("--lms", required=True, choices=["canvas", "moodle"])
+    e.add_argument("--roster", required=True, metavar="FILE", help="the LMS's gradebook CSV")
+    e.add_argument("-o", "--output", required=True, metavar="FILE", help="the filled CSV to upload")
+    e.add_argument("--match", metavar="COLUMN", help="the LMS column holding the nbgrader student id "
+                   "(default: canvas: SIS Login ID, SIS User ID, ID; "
+                   "moodle: ID number, Email address, Username)")
+    e.add_argument("--course", default="assignments", help="nbgrader course folder (default: assignments)")
     c = sub.add_parser("check", help="run the visible checks of your notebook")
     c.add_argument("notebook", help="your notebook, e.g. gates.ipynb")
     return parser
@@ -32,6 +41,7 @@ def _parser():
 def main(argv=None):
     from lstmkit.grader import GraderError, SandboxUnavailable, check_notebook, grade
     from lstmkit.grader.gradebook import GradebookError
+    from lstmkit.grader.lms import LmsError
     from lstmkit.grader.plan import PlanError
 
     args = _parser().parse_args(argv)
@@ -57,6 +67,22 @@ def main(argv=None):
                 print(path)
             print(f"wrote the feedback of {len(paths)} submissions (.html and .json)")
             return 0
+        if args.command == "export":
+            import warnings
+
+            from lstmkit.grader.course import load_course
+            from lstmkit.grader.lms import fill
+
+            if not Path(args.course).is_dir():
+                raise GraderError(f"course folder {args.course} does not exist (use --course DIR)")
+            course = load_course(args.course)
+            with warnings.catch_warnings(), course.gradebook() as gb:
+                warnings.simplefilter("ignore")
+                report = fill(gb, args.assignment, args.lms, args.roster, args.output, args.match)
+            for line in report.lines():
+                print(line)
+            print(f"wrote {args.output}")
+            return 0
         report = check_notebook(args.notebook)
         for r in report:
             call = f"grading.check_{r['check']}({r['fn']}, seed={r['seed']})" if r["check"] else r["part"]
@@ -67,7 +93,7 @@ def main(argv=None):
         passed = sum(r["passed"] for r in report)
         print(f"{passed} of {len(report)} visible checks passed (the grader also runs hidden ones)")
         return 0 if passed == len(report) else 1
-    except (GraderError, PlanError, GradebookError, SandboxUnavailable, FileNotFoundError) as e:
+    except (GraderError, PlanError, GradebookError, SandboxUnavailable, FileNotFoundError, LmsError) as e:
         print(f"lstmkit {args.command}: error: {e}", file=sys.stderr)
         return 2
 
