@@ -45,11 +45,14 @@ def notebook_feedback(gb, course: Course, assignment, student):
             by_hand = grade.name in answers
             row = side.get(grade.name, {})
             graded = grade.manual_score is not None or (not by_hand and grade.auto_score is not None)
+            pending = bool(grade.needs_manual_grade)  # formgrader still has to (re)grade or review it
+            status = row.get("status") or ""
+            if pending:
+                status = "to be graded again" if graded else "not graded yet"
             part = {"part": grade.name, "kind": "by hand" if by_hand else "automatic",
                     "points": _num(grade.score) if graded else None, "max": _num(grade.max_score),
-                    "graded": graded, "message": row.get("message") or "",
-                    "status": row.get("status") or ("" if graded else "not graded yet"),
-                    "comment": comments.get(grade.name, "")}
+                    "graded": graded, "pending": pending, "message": row.get("message") or "",
+                    "status": status, "comment": comments.get(grade.name, "")}
             if not by_hand and grade.manual_score is not None:
                 part["overridden"] = {"automatic": _num(grade.auto_score),
                                       "by hand": _num(grade.manual_score)}
@@ -66,7 +69,7 @@ def notebook_feedback(gb, course: Course, assignment, student):
             "parts": parts, "comments": code_comments,
             "raw_score": raw, "late_penalty": penalty, "score": max(0.0, raw - penalty),
             "max_score": float(nb.max_score),
-            "complete": not any(p["kind"] == "by hand" and not p["graded"] for p in parts),
+            "complete": not any(p["pending"] for p in parts),
         })
     return out
 
@@ -77,7 +80,7 @@ def _cell_order(notebook, name):
 
 
 def _pts(p):
-    return "not graded yet" if p["points"] is None else f"{p['points']:g} / {p['max']:g}"
+    return f"- / {p['max']:g}" if p["points"] is None else f"{p['points']:g} / {p['max']:g}"
 
 
 def render_html(fb):
@@ -85,6 +88,8 @@ def render_html(fb):
     rows = []
     for p in fb["parts"]:
         note = p["message"] or ("passed" if p["kind"] == "automatic" and p["points"] == p["max"] else "")
+        if p["pending"]:
+            note = (note + "; " if note else "") + p["status"]
         if "overridden" in p:
             o = p["overridden"]
             note = (note + "; " if note else "") + (f"score set by hand to {o['by hand']:g} "

@@ -20,7 +20,7 @@ match no student, and students that match no row, are reported, never dropped.
 Also an nbgrader export plugin:
 
     nbgrader export --exporter=lstmkit.grader.lms.CanvasExportPlugin --to canvas-import.csv \\
-        --LmsExportPlugin.roster=canvas-export.csv [--assignment=[gates]]
+        --LmsExportPlugin.roster=canvas-export.csv [--assignment=gates]
 """
 
 from __future__ import annotations
