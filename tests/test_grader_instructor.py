@@ -184,6 +184,8 @@ def test_hand_grades_comments_and_flags_survive_a_regrade(term):
     assert edited["answer_remember"] == (None, 3.0, True)  # new text: to be graded again, old score kept
     fixed, _ = grades(course, "wrong")
     assert fixed["test_cell_forward"] == (3.0, 1.0, True)  # the automatic score changed under an override
+    blank, comments = grades(course, "blank")  # the answer as released: 0 and "No response.", as nbgrader
+    assert blank["answer_remember"] == (0.0, None, False) and comments["answer_remember"] == "No response."
 
 
 def test_feedback_shows_hand_points_comments_and_penalty(term):

@@ -9,8 +9,9 @@ there. For every student graded:
   flagged for review (needs_manual_grade) only when the automatic score changed;
 - each part graded by hand (a written answer) keeps its manual score and comments, and is flagged
   for grading again only when its text changed since the last run (nbgrader's autograde flags it
-  every time). The sha256 of each answer's text and each part's message are kept in a side table,
-  `lstmkit_part`, in the same database;
+  every time). An answer left as released scores 0 with the comment "No response.", as in nbgrader's
+  autograde (the same checksum of the release's cell). The sha256 of each answer's text and each
+  part's message are kept in a side table, `lstmkit_part`, in the same database;
 - the late penalty is computed by the late-submission plugin nbgrader is configured with and stored
   in the notebook's late_submission_penalty, as nbgrader's AssignLatePenalties does.
 """
@@ -104,6 +105,23 @@ def answer_texts(notebook_text):
     return out
 
 
+def _no_response(master, name, text):
+    """Whether the student's cell `name` is still the released one (nbgrader's checksum comparison)."""
+    from nbgrader.utils import compute_checksum
+
+    src = master["source"].get(name)
+    if text is None or src is None or not src.checksum:
+        return False
+    grade = master["grade"].get(name)
+    meta = {"grade_id": name, "grade": grade is not None, "solution": name in master["solution"],
+            "locked": bool(src.locked)}
+    if grade is not None:
+        meta["points"] = float(grade.max_score)
+    new = nbformat.v4.new_markdown_cell if src.cell_type == "markdown" else nbformat.v4.new_code_cell
+    cell = new(text, metadata={"nbgrader": meta})
+    return compute_checksum(cell) == src.checksum
+
+
 def side_rows(gb, course_id, assignment, student, notebook):
     """cell -> row of the side table for one submitted notebook."""
     METADATA.create_all(gb.engine)
@@ -122,6 +140,9 @@ def _save_one(gb, course, plan, result, folder, text):
     nb = gb.find_submission_notebook(plan.notebook, plan.assignment, student)
     old = side_rows(gb, course.course_id, plan.assignment, student, plan.notebook)
     answers = answer_texts(text)
+    master = {"source": {c.name: c for c in nb.notebook.source_cells},
+              "grade": {c.name: c for c in nb.notebook.grade_cells},
+              "solution": {c.name for c in nb.notebook.solution_cells}}
     new_rows = []
     for grade in nb.grades:
         part = result["parts"].get(grade.name)
@@ -138,10 +159,15 @@ def _save_one(gb, course, plan, result, folder, text):
         else:
             digest = checksum(answers.get(grade.name, ""))
             before = old.get(grade.name, {}).get("checksum")
-            grade.auto_score = None
-            if grade.manual_score is None or (before is not None and before != digest):
+            grade.auto_score = 0.0 if _no_response(master, grade.name, answers.get(grade.name)) else None
+            if grade.manual_score is None:
+                grade.needs_manual_grade = grade.auto_score is None
+            elif before is not None and before != digest:
                 grade.needs_manual_grade = True
             new_rows.append(dict(key, checksum=digest, status=None, message=None))
+    for comment in nb.comments:
+        blank = _no_response(master, comment.name, answers.get(comment.name))
+        comment.auto_comment = "No response." if blank else None
     gb.db.execute(delete(PARTS).where(and_(
         PARTS.c.course == course.course_id, PARTS.c.assignment == plan.assignment,
         PARTS.c.student == student, PARTS.c.notebook == plan.notebook)))
