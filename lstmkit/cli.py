@@ -33,6 +33,12 @@ def _parser():
                    "(default: canvas: SIS Login ID, SIS User ID, ID; "
                    "moodle: ID number, Email address, Username)")
     e.add_argument("--course", default="assignments", help="nbgrader course folder (default: assignments)")
+    s = sub.add_parser("similarity", help="rank submissions that look copied (from each other or the book)")
+    s.add_argument("assignment", help="assignment id, e.g. gates")
+    s.add_argument("--course", default="assignments", help="nbgrader course folder (default: assignments)")
+    s.add_argument("--book", metavar="DIR", help="the book's chapters (default: book/ of this checkout)")
+    s.add_argument("--top", type=int, default=20, help="pairs and students shown with their lines (20)")
+    s.add_argument("--threshold", type=float, default=0.5, help="share highlighted in the report (0.5)")
     c = sub.add_parser("check", help="run the visible checks of your notebook")
     c.add_argument("notebook", help="your notebook, e.g. gates.ipynb")
     return parser
@@ -82,6 +88,21 @@ def main(argv=None):
             for line in report.lines():
                 print(line)
             print(f"wrote {args.output}")
+            return 0
+        if args.command == "similarity":
+            from lstmkit.grader.similarity import similarity
+
+            if not Path(args.course).is_dir():
+                raise GraderError(f"course folder {args.course} does not exist (use --course DIR)")
+            result = similarity(args.assignment, args.course, book=args.book, top=args.top,
+                                threshold=args.threshold)
+            print("most similar pairs:")
+            for p in result["pairs"][:10]:
+                print(f"  {p['score']:4.0%}  {p['a']}  {p['b']}")
+            print("closest to published code:")
+            for p in result["published"][:10]:
+                print(f"  {p['score']:4.0%}  {p['student']}  ({p['source']})")
+            print(f"wrote {result['html']} and {result['json']} (no score was changed)")
             return 0
         report = check_notebook(args.notebook)
         for r in report:
