@@ -47,6 +47,7 @@ def _parser():
 def main(argv=None):
     from lstmkit.grader import GraderError, SandboxUnavailable, check_notebook, grade
     from lstmkit.grader.gradebook import GradebookError
+    from lstmkit.grader.limits import Limits
     from lstmkit.grader.lms import LmsError
     from lstmkit.grader.plan import PlanError
 
@@ -57,8 +58,9 @@ def main(argv=None):
                 raise GraderError("--workers must be at least 1")
             if args.timeout <= 0 or args.memory <= 0:
                 raise GraderError("--timeout and --memory must be positive")
+            limits = Limits(wall=args.timeout, memory_mb=args.memory)
             rows = grade(args.assignment, course=args.course, students=args.student, workers=args.workers,
-                         scheduler=args.scheduler, timeout=args.timeout, memory=args.memory)
+                         scheduler=args.scheduler, limits=limits)
             print(f"wrote {args.course}/grades-{args.assignment}.csv ({len(rows)} students), the gradebook, "
                   f"{args.course}/feedback/ and {args.course}/autograded/")
             return 0
@@ -104,7 +106,7 @@ def main(argv=None):
                 print(f"  {p['score']:4.0%}  {p['student']}  ({p['source']})")
             print(f"wrote {result['html']} and {result['json']} (no score was changed)")
             return 0
-        report = check_notebook(args.notebook)
+        report = check_notebook(args.notebook, limits=Limits())
         for r in report:
             call = f"grading.check_{r['check']}({r['fn']}, seed={r['seed']})" if r["check"] else r["part"]
             if r["passed"]:

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .course import load_course
 from .feedback import write_autograded, write_feedback
 from .gradebook import check_assignment, save_scores
+from .limits import Limits
 from .plan import load_plan, plan_from_notebook
 from .sandbox import namespaces_work
 from .submission import SEVERITY, grade_submission, make_job
@@ -137,12 +138,21 @@ def summary_table(plan, rows, results):
     return "\n".join(lines)
 
 
+def _limits(limits, timeout, memory):
+    try:
+        return limits or Limits(wall=float(timeout), memory_mb=int(memory))
+    except ValueError as e:
+        raise GraderError(str(e)) from None
+
+
 def grade(assignment, course="assignments", students=None, workers=None, scheduler=None, timeout=60,
-          memory=2048, progress=True):
+          memory=2048, progress=True, limits: Limits | None = None):
     """Grade every submission of `assignment`; write the CSV, gradebook, feedback, autograded notebooks.
 
+    The sandbox's limits: `limits`, or the defaults with `timeout` (wall seconds) and `memory` (MB).
     Returns one dict per student (sorted by student) with the CSV's columns.
     """
+    limits = _limits(limits, timeout, memory)
     course = Path(course)
     if not course.is_dir():
         raise GraderError(f"course folder {course} does not exist (use --course DIR)")
@@ -157,7 +167,7 @@ def grade(assignment, course="assignments", students=None, workers=None, schedul
         raise GraderError("the sandbox needs `unshare` with user, network, mount and pid namespaces; "
                           "it is not available on this machine")
     texts = {student: _read(folder, plan) for student, folder in folders.items()}
-    jobs = [make_job(plan, student, text, course=course.resolve(), timeout=timeout, memory=memory)
+    jobs = [make_job(plan, student, text, course=course.resolve(), limits=limits)
             for student, text in texts.items()]
     results = _run_jobs(jobs, workers or os.cpu_count() or 1, scheduler, progress)
     rows = [csv_row(plan, r) for r in results]
@@ -173,7 +183,7 @@ def grade(assignment, course="assignments", students=None, workers=None, schedul
     return rows
 
 
-def check_notebook(path, timeout=60, memory=2048):
+def check_notebook(path, timeout=60, memory=2048, limits: Limits | None = None):
     """Run the visible checks of a student's notebook in the sandbox (without it if namespaces are not
     available on this machine: it is the student's own code). One dict per visible check call:
     {part, check, fn, seed, passed, status, message}."""
@@ -182,7 +192,7 @@ def check_notebook(path, timeout=60, memory=2048):
         raise GraderError(f"{path} does not exist")
     text = path.read_text(errors="replace")
     plan = plan_from_notebook(text, path.stem, path.stem)
-    job = make_job(plan, "you", text, timeout=timeout, memory=memory, isolate=namespaces_work(),
+    job = make_job(plan, "you", text, limits=_limits(limits, timeout, memory), isolate=namespaces_work(),
                    visible_only=True)
     result = grade_submission(job)
     report = []
