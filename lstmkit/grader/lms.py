@@ -91,10 +91,10 @@ def _column(header, lms, assignment):
     return None
 
 
-def scores(gb, assignments):
+def scores(gb, assignments, only=None):
     """{student id: {assignment: score or None (no submission)}}, max score per assignment, students."""
     out, maxima = {}, {}
-    students = {s.id: s for s in gb.students}
+    students = {s.id: s for s in gb.students if not only or s.id in only}
     for a in assignments:
         try:
             assignment = gb.find_assignment(a)
@@ -111,7 +111,7 @@ def scores(gb, assignments):
     return out, maxima, students
 
 
-def fill(gb, assignments, lms, roster, output, match=None):
+def fill(gb, assignments, lms, roster, output, match=None, students=None):
     """Write `roster` (the LMS's gradebook export) with the scores filled in to `output`; returns a Report."""
     if lms not in KEY_COLUMNS:
         raise LmsError(f"--lms must be canvas or moodle, not {lms!r}")
@@ -122,7 +122,7 @@ def fill(gb, assignments, lms, roster, output, match=None):
     if not key_idx:
         raise LmsError(f"{roster} has none of the id columns {keys} (its columns: {header}); "
                        f"is it a {lms} gradebook export? Name the column with --match")
-    data, maxima, students = scores(gb, assignments)
+    data, maxima, students = scores(gb, assignments, students)
     lookup = {}
     for sid, s in students.items():
         for value in (sid, s.email, s.lms_user_id):
@@ -187,7 +187,8 @@ class LmsExportPlugin(ExportPlugin):
             raise LmsError("set --LmsExportPlugin.roster=<the gradebook file downloaded from the LMS>")
         assignments = [str(a) for a in self.assignment] or [a.name for a in gradebook.assignments]
         to = self.to or f"{self.lms}-grades.csv"
-        report = fill(gradebook, assignments, self.lms, self.roster, to, self.match or None)
+        report = fill(gradebook, assignments, self.lms, self.roster, to, self.match or None,
+                      [str(s) for s in self.student] or None)
         for line in report.lines():
             self.log.warning(line)
 
