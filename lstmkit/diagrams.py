@@ -11,6 +11,8 @@ shows the Figure when it is the value of a cell). Book notation: x, h, c; gates 
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,10 +105,10 @@ class Canvas:
     def label(self, x, y, text, color="#222222", ha="center", va="center", fontsize=FONT, **kw):
         return self.ax.text(x, y, text, ha=ha, va=va, fontsize=fontsize, color=color, zorder=5, **kw)
 
-    def value(self, x, y, key, vector, ha="center", va="center"):
+    def value(self, x, y, key, vector, ha="center", va="center", fontsize=FONT_VALUE):
         """Numbers of a wire, one per unit, stacked in a column; the text artist gets gid 'value:key'."""
         text = format_values(vector)
-        t = self.ax.text(x, y, text, ha=ha, va=va, fontsize=FONT_VALUE, family="DejaVu Sans Mono", zorder=6,
+        t = self.ax.text(x, y, text, ha=ha, va=va, fontsize=fontsize, family="DejaVu Sans Mono", zorder=6,
                          linespacing=1.1, bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="#BBBBBB", lw=1))
         t.set_gid(f"value:{key}")
         return t
@@ -327,7 +329,7 @@ def gru_cell():
 
 def rnn_cell():
     """The vanilla (Elman) RNN cell: h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)."""
-    cv = Canvas(-2.0, 7.6, -1.3, 4.0)
+    cv = Canvas(-2.7, 7.2, -1.3, 3.6)
     cv.ax.add_patch(FancyBboxPatch((0.3, 0.0), 4.6, 3.3, boxstyle="round,pad=0,rounding_size=0.4",
                                    fc=COLORS["cell"], ec="#999999", lw=1.5, zorder=0))
     t = cv.box(2.6, 2.0, "tanh", COLORS["g"], w=1.4)
@@ -386,31 +388,39 @@ def unrolled(T=4, kind="rnn"):
 
 
 def bptt_flow(T=4):
-    """Backpropagation through time in an unrolled LSTM: forward state arrows (grey), the
-    backward gradients of h (through W_hh and the gates) and of c (multiplied only by f at each
-    step, highlighted: the path that keeps the gradient alive), from the loss at the last step."""
-    dx = 3.4
-    cv = Canvas(-2.2, (T - 1) * dx + 3.4, -1.6, 5.2)
-    nodes = _chain(cv, T, 1.4, "lstm", dx=dx, h=1.5)
-    for t, node in enumerate(nodes, start=1):
-        cv.wire((node.x, node.bottom[1] - 0.7), node.bottom, color=COLORS["x"])
-        cv.label(node.x, node.bottom[1] - 0.8, f"$x_{t}$" if t < T else "$x_T$", va="top", fontsize=FONT - 2)
-    last = nodes[-1]
-    loss = cv.box(last.right[0] + 1.1, 1.4 - 0.3, "$L$", COLORS["grad"], w=0.9, h=0.8)
-    cv.wire((last.right[0], 1.1), loss.left, color=COLORS["h"])
+    """Backpropagation through time in an unrolled LSTM with the loss on the last step:
+    forward state arrows (grey, left to right) and, right to left, the gradient of the loss
+    with respect to h (through W_hh and the gates) and to c (multiplied only by f at each step,
+    highlighted: the path that keeps the gradient alive).
+
+    Inputs: T, the number of steps drawn (2..6)."""
+    if not 2 <= T <= 6:
+        raise ValueError(f"T must be between 2 and 6; got {T}")
+    dx, w, h = 3.6, 1.7, 2.2
     grad = COLORS["grad"]
-    y_c, y_h = 3.1, -0.55 + 0.0
-    # backward along c: one thick highlighted arrow per step, × f_t
+    cv = Canvas(-2.9, (T - 1) * dx + 3.0, -2.7, 2.3)
+    nodes = [cv.box(k * dx, 0.0, "LSTM", "#888888", w=w, h=h, fontsize=FONT_BOX - 2, fill=_tint("#888888", 0.85))
+             for k in range(T)]
+    lanes = {"dc": 0.75, "c": 0.3, "h": -0.3, "dh": -0.75}
     for a, b in zip(nodes[:-1], nodes[1:]):
-        cv.wire((b.x - 0.25, y_c), (a.x + 0.25, y_c), color=grad, lw=LW + 3)
-        cv.label((a.x + b.x) / 2, y_c + 0.2, "$\\times f$", color=grad, va="bottom", fontsize=FONT - 4)
-    cv.label(nodes[0].x - 0.4, y_c, "$\\partial L / \\partial c$", color=grad, ha="right", fontsize=FONT - 2)
-    # backward along h: thin dashed arrows
-    for a, b in zip(nodes[:-1], nodes[1:]):
-        cv.wire((b.x - 0.25, y_h + 4.0 - 4.0), (a.x + 0.25, y_h), color=grad, lw=LW - 0.6, ls=(0, (4, 2)))
-        cv.label((a.x + b.x) / 2, y_h - 0.15, "$W_{hh}$, gates", color=grad, va="top", fontsize=FONT - 8)
-    cv.label(nodes[0].x - 0.4, y_h, "$\\partial L / \\partial h$", color=grad, ha="right", fontsize=FONT - 2)
-    cv.wire(loss.top, (loss.x, y_c), (last.x + 0.25, y_c), color=grad, lw=LW + 3)
+        x0, x1 = a.right[0], b.left[0]
+        cv.wire((x0, lanes["c"]), (x1, lanes["c"]), color=COLORS["c"], lw=LW)
+        cv.wire((x0, lanes["h"]), (x1, lanes["h"]), color=COLORS["h"], lw=LW - 1)
+        cv.wire((x1, lanes["dc"]), (x0, lanes["dc"]), color=grad, lw=LW + 2.5)
+        cv.wire((x1, lanes["dh"]), (x0, lanes["dh"]), color=grad, lw=LW - 0.6, ls=(0, (3, 1.5)))
+        cv.label((x0 + x1) / 2, lanes["dc"] + 0.2, "$\\times f$", color=grad, va="bottom", fontsize=FONT - 2)
+        cv.label((x0 + x1) / 2, lanes["dh"] - 0.2, "$W_{hh}$, gates", color=grad, va="top", fontsize=FONT - 7)
+    cv.label(-w / 2 - 0.15, lanes["dc"] + 0.55, "$\\partial L/\\partial c_t$", ha="right", color=grad,
+             fontsize=FONT - 2)
+    cv.label(-w / 2 - 0.15, lanes["dh"] - 0.55, "$\\partial L/\\partial h_t$", ha="right", color=grad,
+             fontsize=FONT - 2)
+    for t, node in enumerate(nodes, start=1):
+        cv.wire((node.x, node.bottom[1] - 0.6), node.bottom, color=COLORS["x"])
+        cv.label(node.x, node.bottom[1] - 0.7, f"$x_{t}$", va="top", fontsize=FONT - 2)
+    last = nodes[-1]
+    loss = cv.box(last.right[0] + 1.3, 0.0, "$L$", grad, w=0.9, h=0.9)
+    cv.wire((last.right[0], lanes["h"]), (loss.left[0], lanes["h"]), color=COLORS["h"], lw=LW - 1)
+    cv.wire((loss.left[0], lanes["dh"]), (last.right[0], lanes["dh"]), color=grad, lw=LW - 0.6, ls=(0, (3, 1.5)))
     return cv.fig
 
 
@@ -419,7 +429,7 @@ def bptt_flow(T=4):
 def stacked_layers(L=2, T=3):
     """L LSTM layers stacked: layer l reads the hidden states of layer l-1 at every step."""
     dx, dy = 3.0, 2.2
-    cv = Canvas(-2.9, (T - 1) * dx + 2.0, -1.5, (L - 1) * dy + 2.7)
+    cv = Canvas(-2.9, (T - 1) * dx + 1.3, -1.9, (L - 1) * dy + 2.1)
     rows = [_chain(cv, T, l * dy, "lstm", dx=dx, w=1.7, h=1.1) for l in range(L)]
     for l, row in enumerate(rows):
         cv.label(row[0].left[0] - 0.35, l * dy, f"layer {l + 1}", ha="right", fontsize=FONT - 4)
@@ -434,27 +444,25 @@ def stacked_layers(L=2, T=3):
 
 
 def bidirectional(T=3):
-    """A bidirectional LSTM: one LSTM reads the sequence forwards, another backwards; the output
-    at step t is the concatenation of both hidden states."""
-    dx = 3.0
-    cv = Canvas(-3.4, (T - 1) * dx + 1.6, -1.6, 5.0)
-    fwd = _chain(cv, T, 0.9, "lstm", dx=dx, w=1.5, h=1.0, color=COLORS["f"])
-    bwd = _chain(cv, T, 2.6, "lstm", dx=dx, w=1.5, h=1.0, color=COLORS["o"], reverse=True)
-    cv.label(-1.1, 0.9, "forward", ha="right", fontsize=FONT - 4, color=COLORS["f"])
-    cv.label(-1.1, 2.6, "backward", ha="right", fontsize=FONT - 4, color=COLORS["o"])
+    """A bidirectional LSTM: one LSTM reads x_1..x_T forwards (bottom row), another reads it
+    backwards (top row); the layer's output at step t is the concatenation [→h_t, ←h_t]."""
+    if not 2 <= T <= 6:
+        raise ValueError(f"T must be between 2 and 6; got {T}")
+    dx, y_f, y_x, y_b = 3.0, 0.0, 1.75, 3.5
+    cv = Canvas(-3.6, (T - 1) * dx + 1.6, -1.9, 5.4)
+    fwd = _chain(cv, T, y_f, "lstm", dx=dx, w=1.7, h=1.0, color=COLORS["f"])
+    bwd = _chain(cv, T, y_b, "lstm", dx=dx, w=1.7, h=1.0, color=COLORS["o"], reverse=True)
+    cv.label(-1.1, y_f, "forward", ha="right", fontsize=FONT - 4, color=COLORS["f"])
+    cv.label(-1.1, y_b, "backward", ha="right", fontsize=FONT - 4, color=COLORS["o"])
     for t in range(T):
         x = t * dx
-        cv.wire((x - 0.95, -0.4), (x - 0.95, 0.9), fwd[t].left if False else (x - 0.95, 0.9), color=COLORS["x"],
-                arrow=False)
-        cv.label(x - 0.95, -0.5, f"$x_{t + 1}$", va="top")
-        cv.dot(x - 0.95, 0.9 - 0.0, COLORS["x"]) if False else None
-        cv.wire((x - 0.95, 0.9), fwd[t].left, color=COLORS["x"]) if False else None
-        cv.wire((x - 0.95, -0.4 + 0.01), (x - 0.95, 0.2), (x, 0.2), fwd[t].bottom, color=COLORS["x"])
-        cv.wire((x - 0.95, 0.2), (x - 0.95, 2.6), bwd[t].left, color=COLORS["x"])
-        cv.wire(bwd[t].top, (x, 3.9), color=COLORS["h"])
-        cv.wire(fwd[t].right, (x + 1.1, 0.9), (x + 1.1, 1.75), color=COLORS["h"], arrow=False)
-        cv.label(x, 4.0, f"$[\\overrightarrow{{h}}_{t + 1}, \\overleftarrow{{h}}_{t + 1}]$", va="bottom",
-                 fontsize=FONT - 5)
+        cv.label(x, y_x, f"$x_{t + 1}$")
+        cv.wire((x, y_x - 0.3), fwd[t].top, color=COLORS["x"])
+        cv.wire((x, y_x + 0.3), bwd[t].bottom, color=COLORS["x"])
+        cv.wire(fwd[t].bottom, (x, y_f - 1.0), color=COLORS["h"])
+        cv.label(x, y_f - 1.05, f"$\\overrightarrow{{h}}_{t + 1}$", va="top")
+        cv.wire(bwd[t].top, (x, y_b + 1.0), color=COLORS["h"])
+        cv.label(x, y_b + 1.05, f"$\\overleftarrow{{h}}_{t + 1}$", va="bottom")
     return cv.fig
 
 
@@ -525,31 +533,44 @@ def gate_heatmaps(cache, b=0, steps=None, units=None, names=_TRACE_NAMES, labels
     n_units, T = data[names[0]].shape
     if labels is not None and len(labels) != T:
         raise ValueError(f"labels must have one entry per shown step ({T}); got {len(labels)}")
-    width = min(max(6.0, 0.16 * T + 2.0), 11.0)
+    width = min(max(6.5, 0.16 * T + 2.0), 11.0)
     row_h = min(max(0.9, 0.12 * n_units + 0.5), 2.4)
-    fig = Figure(figsize=(width, row_h * len(names) + 0.8), dpi=100, layout="constrained")
-    axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, n in zip(axes, names, strict=True):
+    height = row_h * len(names) + 0.9
+    fig = Figure(figsize=(width, height), dpi=100)
+    left, right, bottom, top = 0.9 / width, 1 - 1.0 / width, 0.7 / height, 1 - 0.15 / height
+    gap = 0.12 / height
+    panel = (top - bottom - gap * (len(names) - 1)) / len(names)
+    first = 1 if labels is None else 0
+    extent = (first - 0.5, first + T - 0.5, n_units - 0.5, -0.5)
+    axes = []
+    for row, n in enumerate(names):
+        y = top - (row + 1) * panel - row * gap
+        ax = fig.add_axes((left, y, right - left, panel), sharex=axes[0] if axes else None)
+        cax = fig.add_axes((right + 0.15 / width, y, 0.18 / width, panel))
         d = data[n]
         if n in ("i", "f", "o"):
-            im = ax.imshow(d, aspect="auto", interpolation="nearest", cmap=_gate_cmap(COLORS[n]), vmin=0, vmax=1)
+            im = ax.imshow(d, aspect="auto", interpolation="nearest", cmap=_gate_cmap(COLORS[n]), vmin=0, vmax=1,
+                           extent=extent)
         else:
             vmax = 1.0 if n in ("g", "h") else max(float(np.abs(d).max()), 1e-6)
-            im = ax.imshow(d, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-        ax.set_ylabel(f"${n}$", rotation=0, fontsize=FONT - 4, labelpad=14, va="center",
-                      color=COLORS.get(n, "#222222") if n in "ifgo" else "#222222")
+            im = ax.imshow(d, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-vmax, vmax=vmax,
+                           extent=extent)
+        ax.set_ylabel(f"${n}$", rotation=0, fontsize=FONT - 2, labelpad=12, va="center",
+                      color=COLORS[n] if n in "ifgo" else "#222222")
         ax.set_yticks([])
-        cb = fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
-        cb.ax.tick_params(labelsize=10)
+        fig.colorbar(im, cax=cax).ax.tick_params(labelsize=10)
         for m in marks if marks is not None else ():
             ax.axvline(m, color="#222222", lw=0.8, alpha=0.6)
+        if row < len(names) - 1:
+            ax.tick_params(labelbottom=False)
+        axes.append(ax)
     if labels is not None:
         axes[-1].set_xticks(range(T))
         axes[-1].set_xticklabels(["↵" if s == "\n" else ("␣" if s == " " else s) for s in labels],
                                  family="DejaVu Sans Mono", fontsize=11)
     else:
         axes[-1].set_xlabel("step $t$", fontsize=FONT - 6)
-    fig.supylabel("units", fontsize=FONT - 6)
+        axes[-1].tick_params(labelsize=11)
     return fig
 
 
@@ -573,9 +594,9 @@ def animate_cell(cache, unit=0, b=0, steps=range(12), inputs=None, dpi=55, inter
     cv.fig.set_dpi(dpi)
     X = _X_GATE
     spots = {k: _VALUE_SPOTS[k] for k in ("c_prev", "h_prev", "f", "i", "g", "o", "c", "h")}
-    texts = {k: cv.value(x, y, k, [0.0], ha=ha, va=va) for k, (x, y, ha, va) in spots.items()}
-    title = cv.label(5.4, 6.75, "", fontsize=FONT)
-    caption = cv.label(6.0, -0.9, "", fontsize=FONT - 4, ha="left")
+    texts = {k: cv.value(x, y, k, [0.0], ha=ha, va=va, fontsize=FONT_VALUE + 1) for k, (x, y, ha, va) in spots.items()}
+    title = cv.label(-2.8, 7.5, "", fontsize=FONT, ha="left", va="top")
+    caption = cv.label(2.0, -0.6, "", fontsize=FONT - 2, ha="left")
 
     def frame(k):
         t = steps[k]
@@ -589,4 +610,17 @@ def animate_cell(cache, unit=0, b=0, steps=range(12), inputs=None, dpi=55, inter
 
     anim = FuncAnimation(cv.fig, frame, frames=len(steps), interval=interval, blit=False)
     html = anim.to_jshtml(default_mode="once")
+    return _offline(html)
+
+
+_ICONS = {"fa-minus": "−", "fa-fast-backward": "«", "fa-step-backward": "‹", "fa-play fa-flip-horizontal": "◀",
+          "fa-pause": "||", "fa-play": "▶", "fa-step-forward": "›", "fa-fast-forward": "»", "fa-plus": "+"}
+
+
+def _offline(html):
+    """matplotlib's animation HTML without its Font Awesome stylesheet from a CDN: the buttons get
+    text symbols instead of icons, so the page loads nothing from another host."""
+    html = re.sub(r"<link[^>]*font-awesome[^>]*>", "", html)
+    for cls, symbol in _ICONS.items():
+        html = html.replace(f'<i class="fa {cls}"></i>', symbol)
     return html
