@@ -12,7 +12,6 @@ shows the Figure when it is the value of a cell). Book notation: x, h, c; gates 
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,8 +73,8 @@ class Canvas:
     def box(self, x, y, text, color="#777777", w=1.1, h=0.8, fontsize=FONT_BOX, fill=None, lw=2.0):
         """A rounded box with centred text; fill defaults to a light tint of color."""
         fill = _tint(color) if fill is None else fill
-        self.ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0,rounding_size=0.15",
-                                         fc=fill, ec=color, lw=lw, zorder=3))
+        self.ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, fc=fill, ec=color, lw=lw, zorder=3,
+                                         boxstyle="round,pad=0,rounding_size=0.15"))
         if text:
             self.ax.text(x, y, text, ha="center", va="center", fontsize=fontsize, zorder=4)
         return Node(x, y, w, h)
@@ -94,9 +93,9 @@ class Canvas:
             self.ax.plot(xs[:-1] if arrow else xs, ys[:-1] if arrow else ys, color=color, lw=lw, ls=ls,
                          solid_capstyle="butt", zorder=zorder, alpha=alpha)
         if arrow:
-            self.ax.add_patch(FancyArrowPatch(points[-2], points[-1], arrowstyle="-|>", mutation_scale=16 + 2 * lw,
-                                              color=color, lw=lw, ls=ls, shrinkA=0, shrinkB=0, zorder=zorder,
-                                              alpha=alpha))
+            head = FancyArrowPatch(points[-2], points[-1], arrowstyle="-|>", mutation_scale=16 + 2 * lw,
+                                   color=color, lw=lw, ls=ls, shrinkA=0, shrinkB=0, zorder=zorder, alpha=alpha)
+            self.ax.add_patch(head)
 
     def dot(self, x, y, color="#555555"):
         """A junction where a wire splits."""
@@ -351,7 +350,7 @@ def _chain(cv, T, y, kind="rnn", x0=0.0, dx=3.2, names=None, w=1.8, h=1.3, color
     nodes = [cv.box(x0 + k * dx, y, kind.upper(), color or "#888888", w=w, h=h, fontsize=FONT_BOX - 2,
                     fill=fill) for k in range(T)]
     lanes = [("h", 0.0)] if kind == "rnn" else [("c", 0.3), ("h", -0.3)]
-    for a, b in zip(nodes[:-1], nodes[1:]):
+    for a, b in zip(nodes[:-1], nodes[1:], strict=True):
         for name, off in lanes:
             start, end = (a.right, b.left) if not reverse else (b.left, a.right)
             cv.wire((start[0], start[1] + off), (end[0], end[1] + off),
@@ -399,10 +398,10 @@ def bptt_flow(T=4):
     dx, w, h = 3.6, 1.7, 2.2
     grad = COLORS["grad"]
     cv = Canvas(-2.9, (T - 1) * dx + 3.0, -2.7, 2.3)
-    nodes = [cv.box(k * dx, 0.0, "LSTM", "#888888", w=w, h=h, fontsize=FONT_BOX - 2, fill=_tint("#888888", 0.85))
-             for k in range(T)]
+    nodes = [cv.box(k * dx, 0.0, "LSTM", "#888888", w=w, h=h, fontsize=FONT_BOX - 2,
+                    fill=_tint("#888888", 0.85)) for k in range(T)]
     lanes = {"dc": 0.75, "c": 0.3, "h": -0.3, "dh": -0.75}
-    for a, b in zip(nodes[:-1], nodes[1:]):
+    for a, b in zip(nodes[:-1], nodes[1:], strict=True):
         x0, x1 = a.right[0], b.left[0]
         cv.wire((x0, lanes["c"]), (x1, lanes["c"]), color=COLORS["c"], lw=LW)
         cv.wire((x0, lanes["h"]), (x1, lanes["h"]), color=COLORS["h"], lw=LW - 1)
@@ -420,7 +419,8 @@ def bptt_flow(T=4):
     last = nodes[-1]
     loss = cv.box(last.right[0] + 1.3, 0.0, "$L$", grad, w=0.9, h=0.9)
     cv.wire((last.right[0], lanes["h"]), (loss.left[0], lanes["h"]), color=COLORS["h"], lw=LW - 1)
-    cv.wire((loss.left[0], lanes["dh"]), (last.right[0], lanes["dh"]), color=grad, lw=LW - 0.6, ls=(0, (3, 1.5)))
+    cv.wire((loss.left[0], lanes["dh"]), (last.right[0], lanes["dh"]), color=grad, lw=LW - 0.6,
+            ls=(0, (3, 1.5)))
     return cv.fig
 
 
@@ -436,7 +436,7 @@ def stacked_layers(L=2, T=3):
     for t in range(T):
         cv.wire((t * dx, -0.55 - 0.55), rows[0][t].bottom, color=COLORS["x"])
         cv.label(t * dx, -1.15, f"$x_{t + 1}$", va="top")
-        for lower, upper in zip(rows[:-1], rows[1:]):
+        for lower, upper in zip(rows[:-1], rows[1:], strict=True):
             cv.wire(lower[t].top, upper[t].bottom, color=COLORS["h"])
         cv.wire(rows[-1][t].top, (t * dx, rows[-1][t].top[1] + 0.6), color=COLORS["h"])
         cv.label(t * dx, rows[-1][t].top[1] + 0.65, f"$h^{{({L})}}_{t + 1}$", va="bottom", fontsize=FONT - 2)
@@ -549,8 +549,8 @@ def gate_heatmaps(cache, b=0, steps=None, units=None, names=_TRACE_NAMES, labels
         cax = fig.add_axes((right + 0.15 / width, y, 0.18 / width, panel))
         d = data[n]
         if n in ("i", "f", "o"):
-            im = ax.imshow(d, aspect="auto", interpolation="nearest", cmap=_gate_cmap(COLORS[n]), vmin=0, vmax=1,
-                           extent=extent)
+            im = ax.imshow(d, aspect="auto", interpolation="nearest", cmap=_gate_cmap(COLORS[n]),
+                           vmin=0, vmax=1, extent=extent)
         else:
             vmax = 1.0 if n in ("g", "h") else max(float(np.abs(d).max()), 1e-6)
             im = ax.imshow(d, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-vmax, vmax=vmax,
@@ -592,9 +592,10 @@ def animate_cell(cache, unit=0, b=0, steps=range(12), inputs=None, dpi=55, inter
     cs, hs = np.asarray(cache["cs"])[:, b, unit], np.asarray(cache["hs"])[:, b, unit]
     cv = _lstm_like("lstm")
     cv.fig.set_dpi(dpi)
-    X = _X_GATE
-    spots = {k: _VALUE_SPOTS[k] for k in ("c_prev", "h_prev", "f", "i", "g", "o", "c", "h")}
-    texts = {k: cv.value(x, y, k, [0.0], ha=ha, va=va, fontsize=FONT_VALUE + 1) for k, (x, y, ha, va) in spots.items()}
+    texts = {}
+    for k in ("c_prev", "h_prev", "f", "i", "g", "o", "c", "h"):
+        x, y, ha, va = _VALUE_SPOTS[k]
+        texts[k] = cv.value(x, y, k, [0.0], ha=ha, va=va, fontsize=FONT_VALUE + 1)
     title = cv.label(-2.8, 7.5, "", fontsize=FONT, ha="left", va="top")
     caption = cv.label(2.0, -0.6, "", fontsize=FONT - 2, ha="left")
 
@@ -613,8 +614,9 @@ def animate_cell(cache, unit=0, b=0, steps=range(12), inputs=None, dpi=55, inter
     return _offline(html)
 
 
-_ICONS = {"fa-minus": "−", "fa-fast-backward": "«", "fa-step-backward": "‹", "fa-play fa-flip-horizontal": "◀",
-          "fa-pause": "||", "fa-play": "▶", "fa-step-forward": "›", "fa-fast-forward": "»", "fa-plus": "+"}
+_ICONS = {"fa-minus": "−", "fa-fast-backward": "«", "fa-step-backward": "‹",
+          "fa-play fa-flip-horizontal": "◀", "fa-pause": "||", "fa-play": "▶", "fa-step-forward": "›",
+          "fa-fast-forward": "»", "fa-plus": "+"}
 
 
 def _offline(html):
