@@ -94,7 +94,8 @@ class Canvas:
                          solid_capstyle="butt", zorder=zorder, alpha=alpha)
         if arrow:
             head = FancyArrowPatch(points[-2], points[-1], arrowstyle="-|>", mutation_scale=16 + 2 * lw,
-                                   color=color, lw=lw, ls=ls, shrinkA=0, shrinkB=0, zorder=zorder, alpha=alpha)
+                                   color=color, lw=lw, ls=ls, shrinkA=0, shrinkB=0, zorder=zorder,
+                                   alpha=alpha)
             self.ax.add_patch(head)
 
     def dot(self, x, y, color="#555555"):
