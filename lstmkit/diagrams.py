@@ -6,11 +6,12 @@ the cell state is a thick dark line, operations are circles (⊙, +), squashing 
 boxes (σ, tanh). Fonts are large so that a figure shrunk to a 390 px phone screen stays legible.
 
 Every function returns a matplotlib Figure made without pyplot (nothing to close; a notebook
-shows the Figure when it is the value of a cell). Book notation: x, h, c; gates i, f, g, o.
+shows it as a PNG when it is the value of a cell). Book notation: x, h, c; gates i, f, g, o.
 """
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 
@@ -32,6 +33,15 @@ FONT_BOX = 18      # text inside boxes and circles
 FONT_VALUE = 13    # numbers printed on an annotated cell
 LW = 2.6           # wire width
 UNIT = 0.6         # inches per unit of diagram coordinates
+
+
+class Diagram(Figure):
+    """A matplotlib Figure that shows itself as a PNG in a notebook, with or without pyplot."""
+
+    def _repr_png_(self):
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", bbox_inches="tight")
+        return buf.getvalue()
 
 
 @dataclass
@@ -63,7 +73,7 @@ class Canvas:
     """An axes in diagram units (1 unit = UNIT inches) with the drawing primitives."""
 
     def __init__(self, x0, x1, y0, y1, unit=UNIT, dpi=100):
-        self.fig = Figure(figsize=((x1 - x0) * unit, (y1 - y0) * unit), dpi=dpi)
+        self.fig = Diagram(figsize=((x1 - x0) * unit, (y1 - y0) * unit), dpi=dpi)
         self.ax = self.fig.add_axes((0, 0, 1, 1))
         self.ax.set_xlim(x0, x1)
         self.ax.set_ylim(y0, y1)
@@ -537,7 +547,7 @@ def gate_heatmaps(cache, b=0, steps=None, units=None, names=_TRACE_NAMES, labels
     width = min(max(6.5, 0.16 * T + 2.0), 11.0)
     row_h = min(max(0.9, 0.12 * n_units + 0.5), 2.4)
     height = row_h * len(names) + 0.9
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Diagram(figsize=(width, height), dpi=100)
     left, right, bottom, top = 0.9 / width, 1 - 1.0 / width, 0.7 / height, 1 - 0.15 / height
     gap = 0.12 / height
     panel = (top - bottom - gap * (len(names) - 1)) / len(names)
