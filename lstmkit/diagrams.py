@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from html import escape as html_escape
 
 import numpy as np
 from matplotlib.animation import FuncAnimation
@@ -161,11 +162,17 @@ def _cell_outline(cv):
                                    fc=COLORS["cell"], ec="#999999", lw=1.5, zorder=0))
 
 
-def _lstm_like(variant="lstm", values=None):
+def _lstm_like(variant="lstm", values=None, highlight=False):
     """Draw an LSTM-like cell. variant: 'lstm', 'peephole' or 'coupled'. values: dict of vectors
-    (x, h_prev, c_prev, i, f, g, o, c, tanh_c, h) printed on the wires, or None."""
+    (x, h_prev, c_prev, i, f, g, o, c, tanh_c, h) printed on the wires, or None. highlight: mark
+    the path from c_{t-1} to c_t."""
     cv = Canvas(-3.0, 13.6, -1.3, 7.8)
     _cell_outline(cv)
+    if highlight:
+        cv.ax.plot([-0.9, _X_OUT - 0.2], [_Y_C, _Y_C], color=COLORS["grad"], lw=18, alpha=0.3,
+                   solid_capstyle="round", zorder=1)
+        cv.label(_X_IG + 1.6, 7.0, "only ⊙ $f$ and +", color=COLORS["grad"], fontsize=FONT - 4,
+                 ha="left", va="bottom")
     X = _X_GATE
     fn = {"f": "σ", "i": "σ", "g": "tanh", "o": "σ"}
     gates = {}
@@ -259,18 +266,19 @@ def values_from_cache(cache, b=0):
     return v
 
 
-def lstm_cell(values=None, b=0):
+def lstm_cell(values=None, b=0, highlight=False):
     """The LSTM cell: cell-state line on top, gates i, f, g, o with σ, σ, tanh, σ, h = o ⊙ tanh(c).
 
     Inputs:
     - values: None, or the cache of lstmkit.reference.cell_forward (or a dict as from
       values_from_cache); then every wire is annotated with its numbers, one per unit.
     - b: which example of the batch to print.
+    - highlight: mark the path from c_{t-1} to c_t (it passes only ⊙ f and +).
     Returns: a matplotlib Figure.
     """
     if values is not None and "params" in values:
         values = values_from_cache(values, b)
-    return _lstm_like("lstm", values).fig
+    return _lstm_like("lstm", values, highlight).fig
 
 
 def peephole_cell():
@@ -481,29 +489,39 @@ _IO_KINDS = {"sequence-to-one": "one", "many-to-one": "one", "sequence-to-sequen
              "many-to-many": "seq"}
 
 
-def io_shapes(kind, T=4, x="x", y="y", head="linear"):
+def io_shapes(kind, T=4, x="x", y="y", head="linear", last="T", layers=1):
     """The shape of a model: an LSTM reads x_1..x_T; a head maps the last h_T to one output
     ('sequence-to-one') or every h_t to an output y_t ('sequence-to-sequence').
 
     Inputs: kind ('sequence-to-one' / 'sequence-to-sequence', or 'many-to-one' / 'many-to-many');
-    T steps drawn (2..6); x, y: names of input and output (math text); head: the head's label."""
+    T steps drawn (2..6); x, y: names of input and output (math text); head: the head's label;
+    last: the subscript of the last step; layers: stacked LSTM layers (1..3).
+    Returns: a matplotlib Figure."""
     if kind not in _IO_KINDS:
         raise ValueError(f"kind must be one of {sorted(_IO_KINDS)}; got {kind!r}")
     if not 2 <= T <= 6:
         raise ValueError(f"T must be between 2 and 6; got {T}")
+    if not 1 <= layers <= 3:
+        raise ValueError(f"layers must be 1, 2 or 3; got {layers}")
     seq = _IO_KINDS[kind] == "seq"
-    dx = 2.8
-    cv = Canvas(-1.6, (T - 1) * dx + 1.6, -1.6, 4.6)
-    nodes = _chain(cv, T, 0.8, "lstm", dx=dx, w=1.7, h=1.1)
-    subs = [str(t) for t in range(1, T)] + ["T"]
-    for k, node in enumerate(nodes):
-        cv.wire((node.x, -0.6), node.bottom, color=COLORS["x"])
+    dx, dy = 2.8, 1.9
+    top = 0.8 + (layers - 1) * dy
+    cv = Canvas(-2.4 if layers > 1 else -1.6, (T - 1) * dx + 1.6, -1.6, top + 3.8)
+    rows = [_chain(cv, T, 0.8 + l * dy, "lstm", dx=dx, w=1.7, h=1.1) for l in range(layers)]
+    subs = [str(t) for t in range(1, T)] + [str(last)]
+    for l, row in enumerate(rows if layers > 1 else ()):
+        cv.label(row[0].left[0] - 0.2, row[0].y, f"{l + 1}", ha="right", fontsize=FONT - 4, color="#777777")
+    for k in range(T):
+        node = rows[-1][k]
+        cv.wire((node.x, -0.6), rows[0][k].bottom, color=COLORS["x"])
         cv.label(node.x, -0.7, f"${x}_{{{subs[k]}}}$", va="top")
+        for lower, upper in zip(rows[:-1], rows[1:], strict=True):
+            cv.wire(lower[k].top, upper[k].bottom, color=COLORS["h"])
         if seq or k == T - 1:
-            hd = cv.box(node.x, 2.55, head, "#777777", w=1.7, h=0.8, fontsize=FONT_BOX - 4, fill="white")
+            hd = cv.box(node.x, top + 1.75, head, "#777777", w=1.7, h=0.8, fontsize=FONT_BOX - 4, fill="white")
             cv.wire(node.top, hd.bottom, color=COLORS["h"])
-            cv.wire(hd.top, (node.x, 3.6), color=COLORS["h"])
-            cv.label(node.x, 3.7, f"${y}_{{{subs[k]}}}$" if seq else f"${y}$", va="bottom")
+            cv.wire(hd.top, (node.x, top + 2.8), color=COLORS["h"])
+            cv.label(node.x, top + 2.9, f"${y}_{{{subs[k]}}}$" if seq else f"${y}$", va="bottom")
     return cv.fig
 
 
@@ -585,7 +603,8 @@ def gate_heatmaps(cache, b=0, steps=None, units=None, names=_TRACE_NAMES, labels
     return fig
 
 
-def animate_cell(cache, unit=0, b=0, steps=range(12), inputs=None, dpi=55, interval=900):
+def animate_cell(cache, unit=0, b=0, steps=range(12), inputs=None, dpi=55, interval=900,
+                 alt="An LSTM cell with the values of one unit on its wires, one frame per step"):
     """An animation of one unit of the cell stepping through a sequence: each frame is the cell of
     lstm_cell with the numbers of step t on its wires, and the gates' wires as thick as the gates
     are open.
@@ -594,7 +613,7 @@ def animate_cell(cache, unit=0, b=0, steps=range(12), inputs=None, dpi=55, inter
     - cache: from lstmkit.reference.forward; unit, b: which unit and which sequence.
     - steps: the time steps to show (keep them few; every frame is an image in the page).
     - inputs: optional list of one short string per step shown under the cell (e.g. "store 0.31").
-    - dpi, interval: resolution and milliseconds per frame.
+    - dpi, interval: resolution and milliseconds per frame; alt: the alt text of the frames.
     Returns: HTML text (matplotlib's JavaScript animation, all frames embedded; nothing is loaded
     from another host). Show it with IPython.display.HTML.
     """
@@ -622,7 +641,7 @@ def animate_cell(cache, unit=0, b=0, steps=range(12), inputs=None, dpi=55, inter
 
     anim = FuncAnimation(cv.fig, frame, frames=len(steps), interval=interval, blit=False)
     html = anim.to_jshtml(default_mode="once")
-    return _offline(html)
+    return _offline(html).replace("<img id=", f'<img alt="{html_escape(alt)}" id=', 1)
 
 
 _ICONS = {"fa-minus": "−", "fa-fast-backward": "«", "fa-step-backward": "‹",
