@@ -511,6 +511,8 @@ def io_shapes(kind, T=4, x="x", y="y", head="linear", last="T", layers=1):
     subs = [str(t) for t in range(1, T)] + [str(last)]
     for l, row in enumerate(rows if layers > 1 else ()):
         cv.label(row[0].left[0] - 0.2, row[0].y, f"{l + 1}", ha="right", fontsize=FONT - 4, color="#777777")
+    if str(last) != str(T):           # steps left out between the last two drawn
+        cv.label((T - 1.5) * dx, -0.95, "⋯", fontsize=FONT)
     for k in range(T):
         node = rows[-1][k]
         cv.wire((node.x, -0.6), rows[0][k].bottom, color=COLORS["x"])
@@ -584,9 +586,13 @@ def gate_heatmaps(cache, b=0, steps=None, units=None, names=_TRACE_NAMES, labels
             vmax = 1.0 if n in ("g", "h") else max(float(np.abs(d).max()), 1e-6)
             im = ax.imshow(d, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-vmax, vmax=vmax,
                            extent=extent)
-        ax.set_ylabel(f"${n}$", rotation=0, fontsize=FONT - 2, labelpad=12, va="center",
+        ax.set_ylabel(f"${n}$", rotation=0, fontsize=FONT - 2, labelpad=14, va="center", ha="right",
                       color=COLORS[n] if n in "ifgo" else "#222222")
-        ax.set_yticks([])
+        unit_ids = np.arange(tr[names[0]].shape[1])[units]
+        if n_units <= 12:
+            ax.set_yticks(range(n_units), [str(u) for u in unit_ids], fontsize=10)
+        else:
+            ax.set_yticks([])
         fig.colorbar(im, cax=cax).ax.tick_params(labelsize=10)
         for m in marks if marks is not None else ():
             ax.axvline(m, color="#222222", lw=0.8, alpha=0.6)
