@@ -29,9 +29,9 @@ COLORS = {  # Okabe-Ito, distinguishable with colour-vision deficiencies
     "c": "#222222", "h": "#555555", "x": "#555555", "grad": "#D55E00", "cell": "#F2F2F2",
     "r": "#0072B2", "z": "#E69F00", "n": "#009E73",
 }
-FONT = 20          # labels of wires (x_t, h_t, c_t ...)
-FONT_BOX = 18      # text inside boxes and circles
-FONT_VALUE = 13    # numbers printed on an annotated cell
+FONT = 24          # labels of wires (x_t, h_t, c_t ...)
+FONT_BOX = 20      # text inside boxes and circles
+FONT_VALUE = 14    # numbers printed on an annotated cell
 LW = 2.6           # wire width
 UNIT = 0.6         # inches per unit of diagram coordinates
 
@@ -211,7 +211,7 @@ def _lstm_like(variant="lstm", values=None, highlight=False):
         cv.label(X["i"] - 0.15, _Y_IG + 0.3, "$i$", color=COLORS["i"], ha="right")
     else:
         cv.wire(gates["i"].top, (X["i"], _Y_IG), mul_ig.left, color=COLORS["i"])
-        cv.label(X["i"] - 0.15, 3.6, "$i$", color=COLORS["i"], ha="right")
+        cv.label(X["i"] + 0.15, 3.7, "$i$", color=COLORS["i"], ha="left")
     cv.wire(gates["g"].top, (X["g"], _Y_IG), mul_ig.right, color=COLORS["g"])
     cv.label(X["g"] - 0.15, 3.6, "$g$", color=COLORS["g"], ha="right")
     # output: h = o ⊙ tanh(c)
@@ -240,8 +240,8 @@ def _lstm_like(variant="lstm", values=None, highlight=False):
 _VALUE_SPOTS = {
     "c_prev": (-1.7, _Y_C - 0.45, "center", "top"), "h_prev": (-1.7, _Y_BUS - 0.45, "center", "top"),
     "x": (1.9, -0.45, "left", "center"),
-    "f": (_X_GATE["f"] + 0.2, 4.1, "left", "center"), "i": (_X_GATE["i"] + 0.15, 3.5, "left", "center"),
-    "g": (_X_GATE["g"] + 0.15, 3.5, "left", "center"), "o": (9.05, _Y_GATE - 0.35, "center", "top"),
+    "f": (_X_GATE["f"] + 0.2, 5.0, "left", "center"), "i": (_X_GATE["i"] - 0.2, 3.55, "right", "center"),
+    "g": (_X_GATE["g"] + 0.2, 3.8, "left", "center"), "o": (9.05, _Y_GATE - 0.35, "center", "top"),
     "f*c_prev": (3.95, _Y_C + 0.35, "center", "bottom"), "i*g": (_X_IG - 0.3, 5.3, "right", "center"),
     "tanh_c": (_X_TANH_C + 0.2, 3.5, "left", "center"),
     "c": (_X_OUT + 0.3, _Y_C - 0.45, "center", "top"), "h": (_X_OUT + 0.3, _Y_BUS - 0.45, "center", "top"),
@@ -414,7 +414,7 @@ def bptt_flow(T=4):
     Inputs: T, the number of steps drawn (2..6)."""
     if not 2 <= T <= 6:
         raise ValueError(f"T must be between 2 and 6; got {T}")
-    dx, w, h = 3.6, 1.7, 2.2
+    dx, w, h = 3.7, 1.7, 2.2
     grad = COLORS["grad"]
     cv = Canvas(-2.9, (T - 1) * dx + 3.0, -2.7, 2.3)
     nodes = [cv.box(k * dx, 0.0, "LSTM", "#888888", w=w, h=h, fontsize=FONT_BOX - 2,
@@ -427,7 +427,7 @@ def bptt_flow(T=4):
         cv.wire((x1, lanes["dc"]), (x0, lanes["dc"]), color=grad, lw=LW + 2.5)
         cv.wire((x1, lanes["dh"]), (x0, lanes["dh"]), color=grad, lw=LW - 0.6, ls=(0, (3, 1.5)))
         cv.label((x0 + x1) / 2, lanes["dc"] + 0.2, "$\\times f$", color=grad, va="bottom", fontsize=FONT - 2)
-        cv.label((x0 + x1) / 2, lanes["dh"] - 0.2, "$W_{hh}$, gates", color=grad, va="top", fontsize=FONT - 7)
+        cv.label((x0 + x1) / 2, lanes["dh"] - 0.2, "$W_{hh}$", color=grad, va="top", fontsize=FONT - 6)
     cv.label(-w / 2 - 0.15, lanes["dc"] + 0.55, "$\\partial L/\\partial c_t$", ha="right", color=grad,
              fontsize=FONT - 2)
     cv.label(-w / 2 - 0.15, lanes["dh"] - 0.55, "$\\partial L/\\partial h_t$", ha="right", color=grad,
@@ -448,7 +448,7 @@ def bptt_flow(T=4):
 def stacked_layers(L=2, T=3):
     """L LSTM layers stacked: layer l reads the hidden states of layer l-1 at every step."""
     dx, dy = 3.0, 2.2
-    cv = Canvas(-2.9, (T - 1) * dx + 1.3, -1.9, (L - 1) * dy + 2.1)
+    cv = Canvas(-3.4, (T - 1) * dx + 1.3, -1.9, (L - 1) * dy + 2.2)
     rows = [_chain(cv, T, l * dy, "lstm", dx=dx, w=1.7, h=1.1) for l in range(L)]
     for l, row in enumerate(rows):
         cv.label(row[0].left[0] - 0.35, l * dy, f"layer {l + 1}", ha="right", fontsize=FONT - 4)
@@ -468,7 +468,7 @@ def bidirectional(T=3):
     if not 2 <= T <= 6:
         raise ValueError(f"T must be between 2 and 6; got {T}")
     dx, y_f, y_x, y_b = 3.0, 0.0, 1.75, 3.5
-    cv = Canvas(-3.6, (T - 1) * dx + 1.6, -1.9, 5.4)
+    cv = Canvas(-3.9, (T - 1) * dx + 1.6, -1.9, 5.8)
     fwd = _chain(cv, T, y_f, "lstm", dx=dx, w=1.7, h=1.0, color=COLORS["f"])
     bwd = _chain(cv, T, y_b, "lstm", dx=dx, w=1.7, h=1.0, color=COLORS["o"], reverse=True)
     cv.label(-1.1, y_f, "forward", ha="right", fontsize=FONT - 4, color=COLORS["f"])
