@@ -520,7 +520,8 @@ def io_shapes(kind, T=4, x="x", y="y", head="linear", last="T", layers=1):
         for lower, upper in zip(rows[:-1], rows[1:], strict=True):
             cv.wire(lower[k].top, upper[k].bottom, color=COLORS["h"])
         if seq or k == T - 1:
-            hd = cv.box(node.x, top + 1.75, head, "#777777", w=1.7, h=0.8, fontsize=FONT_BOX - 4, fill="white")
+            hd = cv.box(node.x, top + 1.75, head, "#777777", w=1.7, h=0.8, fontsize=FONT_BOX - 4,
+                        fill="white")
             cv.wire(node.top, hd.bottom, color=COLORS["h"])
             cv.wire(hd.top, (node.x, top + 2.8), color=COLORS["h"])
             cv.label(node.x, top + 2.9, f"${y}_{{{subs[k]}}}$" if seq else f"${y}$", va="bottom")
