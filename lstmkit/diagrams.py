@@ -565,12 +565,12 @@ def gate_heatmaps(cache, b=0, steps=None, units=None, names=_TRACE_NAMES, labels
     n_units, T = data[names[0]].shape
     if labels is not None and len(labels) != T:
         raise ValueError(f"labels must have one entry per shown step ({T}); got {len(labels)}")
-    width = min(max(6.5, 0.16 * T + 2.0), 11.0)
+    width = min(max(6.0, 0.1 * T + 2.0), 8.0)
     row_h = min(max(0.9, 0.12 * n_units + 0.5), 2.4)
     height = row_h * len(names) + 0.9
     fig = Diagram(figsize=(width, height), dpi=100)
-    left, right, bottom, top = 0.9 / width, 1 - 1.0 / width, 0.7 / height, 1 - 0.15 / height
-    gap = 0.12 / height
+    left, right, bottom, top = 0.9 / width, 1 - 1.0 / width, 0.8 / height, 1 - 0.15 / height
+    gap = 0.2 / height
     panel = (top - bottom - gap * (len(names) - 1)) / len(names)
     first = 1 if labels is None else 0
     extent = (first - 0.5, first + T - 0.5, n_units - 0.5, -0.5)
@@ -591,10 +591,13 @@ def gate_heatmaps(cache, b=0, steps=None, units=None, names=_TRACE_NAMES, labels
                       color=COLORS[n] if n in "ifgo" else "#222222")
         unit_ids = np.arange(tr[names[0]].shape[1])[units]
         if n_units <= 12:
-            ax.set_yticks(range(n_units), [str(u) for u in unit_ids], fontsize=10)
+            ax.set_yticks(range(n_units), [str(u) for u in unit_ids], fontsize=12)
         else:
             ax.set_yticks([])
-        fig.colorbar(im, cax=cax).ax.tick_params(labelsize=10)
+        cb = fig.colorbar(im, cax=cax)
+        lo, hi = im.get_clim()
+        cb.set_ticks([lo, hi] if n in ("i", "f", "o") else [lo, 0, hi], labels=None)
+        cb.ax.set_yticklabels([f"{v:.2g}".replace("-", "−") for v in cb.get_ticks()], fontsize=12)
         for m in marks if marks is not None else ():
             ax.axvline(m, color="#222222", lw=0.8, alpha=0.6)
         if row < len(names) - 1:
@@ -606,7 +609,7 @@ def gate_heatmaps(cache, b=0, steps=None, units=None, names=_TRACE_NAMES, labels
                                  family="DejaVu Sans Mono", fontsize=11)
     else:
         axes[-1].set_xlabel("step $t$", fontsize=FONT - 6)
-        axes[-1].tick_params(labelsize=11)
+        axes[-1].tick_params(labelsize=14)
     return fig
 
 
