@@ -661,8 +661,10 @@ _ICONS = {"fa-minus": "−", "fa-fast-backward": "«", "fa-step-backward": "‹"
 
 def _offline(html):
     """matplotlib's animation HTML without its Font Awesome stylesheet from a CDN: the buttons get
-    text symbols instead of icons, so the page loads nothing from another host."""
+    text symbols instead of icons, so the page loads nothing from another host; the slider gets a
+    label for screen readers."""
     html = re.sub(r"<link[^>]*font-awesome[^>]*>", "", html)
+    html = html.replace('class="anim-slider"', 'class="anim-slider" aria-label="Step"')
     for cls, symbol in _ICONS.items():
         html = html.replace(f'<i class="fa {cls}"></i>', symbol)
     return html

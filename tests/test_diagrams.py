@@ -132,6 +132,7 @@ def test_animation_is_self_contained_html_with_the_step_values():
     assert "<script" in html and html.count("data:image/png;base64,") == 3
     assert not re.search(r"https?://", html), "the animation must not load anything from another host"
     assert "font-awesome" not in html
+    assert 'aria-label="Step"' in html and re.search(r'<img alt="[^"]+" id="_anim_img', html)
 
 
 def test_every_chapter_of_the_first_part_shows_a_captioned_diagram():
