@@ -5,8 +5,9 @@ One visual language everywhere: each gate has its colour (i orange, f blue, g gr
 the cell state is a thick dark line, operations are circles (⊙, +), squashing functions are
 boxes (σ, tanh). Fonts are large so that a figure shrunk to a 390 px phone screen stays legible.
 
-Every function returns a matplotlib Figure made without pyplot (nothing to close; a notebook
-shows it as a PNG when it is the value of a cell). Book notation: x, h, c; gates i, f, g, o.
+Every drawing function returns a matplotlib Figure made without pyplot (nothing to close; a
+notebook shows it as a PNG when it is the value of a cell); animate_cell returns HTML.
+Book notation: x, h, c; gates i, f, g, o.
 """
 
 from __future__ import annotations
@@ -361,10 +362,9 @@ def rnn_cell():
     return cv.fig
 
 
-def _chain(cv, T, y, kind="rnn", x0=0.0, dx=3.2, names=None, w=1.8, h=1.3, color=None, state_label=True,
-           reverse=False):
-    """Draw T cells in a row at height y; return their Nodes. kind 'lstm' draws two state wires."""
-    names = names or [str(t) for t in range(1, T + 1)]
+def _chain(cv, T, y, kind="rnn", x0=0.0, dx=3.2, w=1.8, h=1.3, color=None, reverse=False):
+    """Draw T cells in a row at height y; return their Nodes. kind 'lstm' draws two state wires
+    (c above h); reverse draws the state arrows right to left."""
     fill = _tint(color or "#888888", 0.85)
     nodes = [cv.box(x0 + k * dx, y, kind.upper(), color or "#888888", w=w, h=h, fontsize=FONT_BOX - 2,
                     fill=fill) for k in range(T)]
