@@ -3,7 +3,7 @@ stacked and bidirectional layers, model shapes, gate heatmaps and one animation.
 
 One visual language everywhere: each gate has its colour (i orange, f blue, g green, o purple),
 the cell state is a thick dark line, operations are circles (⊙, +), squashing functions are
-boxes (σ, tanh). Fonts are large so that a figure shrunk to a 390 px phone screen stays legible.
+boxes (σ, tanh). Fonts are large so that the labels stay readable on a 390 px phone screen.
 
 Every drawing function returns a matplotlib Figure made without pyplot (nothing to close; a
 notebook shows it as a PNG when it is the value of a cell); animate_cell returns HTML.
