@@ -21,7 +21,7 @@ from torch import nn
 
 from lstmkit import grading
 from lstmkit.torch import LSTM
-from lstmkit.train import _step, progress_bar
+from lstmkit.train import _step, add_forget_bias, progress_bar
 
 __all__ = [
     "LSTM", "set_seed", "train", "digits_sequences", "add_forget_bias", "SequenceClassifier",
@@ -76,20 +76,6 @@ def train(model, batch_fn, loss_fn, steps, *, lr=1e-2, clip=1.0, desc="training"
 
 
 # ----------------------------------------------------------------------------- models
-
-def add_forget_bias(lstm, forget_bias):
-    """Add `forget_bias` to the forget-gate block of every layer's bias_ih (gate order i, f, g, o).
-
-    Like `lstmkit.reference.init_params(..., forget_bias=...)`: the forget gate then starts near
-    sigmoid(forget_bias) instead of 1/2, so the cell keeps its content longer from the first step
-    (Gers et al. 2000; Jozefowicz et al. 2015 suggest 1). Returns the module.
-    """
-    H = lstm.hidden_size
-    with torch.no_grad():
-        for layer in range(lstm.num_layers):
-            getattr(lstm, f"bias_ih_l{layer}")[H:2 * H] += forget_bias
-    return lstm
-
 
 class SequenceClassifier(nn.Module):
     """LSTM over a sequence, then a linear layer on the last hidden state h_T.
