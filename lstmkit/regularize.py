@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lstmkit.torch import lstm_layer
+from lstmkit.train import add_forget_bias
 
 __all__ = ["dropout_mask", "stacked_dropout_forward", "locked_dropout", "orthogonal_recurrent_",
            "RegularizedLSTM", "RegLM"]
@@ -165,16 +166,14 @@ class RegularizedLSTM(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, forget_bias=0.0):
         """uniform(-1/sqrt(H), 1/sqrt(H)) as nn.LSTM; then orthogonal gate blocks of weight_hh if
-        orthogonal; the forget-gate bias b_ih + b_hh set to forget_bias if it is non-zero."""
-        H = self.hidden_size
-        k = H ** -0.5
+        orthogonal; forget_bias added to the forget gate's block of bias_ih, lstmkit's convention
+        (lstmkit.train.add_forget_bias)."""
+        k = self.hidden_size ** -0.5
         for w in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh):
             nn.init.uniform_(w, -k, k)
         if self.orthogonal:
             orthogonal_recurrent_(self.weight_hh)
-        if forget_bias:
-            self.bias_ih[H:2 * H] = forget_bias / 2
-            self.bias_hh[H:2 * H] = forget_bias / 2
+        add_forget_bias(self, forget_bias)
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lstmkit.torch import LSTM
+from lstmkit.train import add_forget_bias
 
 __all__ = ["UNK", "tokenize", "WordVocab", "WordLM", "bigram_cross_entropy", "next_words"]
 
@@ -97,7 +98,8 @@ class WordLM(nn.Module):
     """Word language model: embedding -> LSTM -> dropout -> linear (logits over the vocabulary).
 
     WordLM(V, E, H, dropout=0.0, forget_bias=1.0): vocabulary size V, embedding size E, H LSTM
-    units (lstmkit.torch.LSTM); dropout on the embeddings and on the LSTM's output in training.
+    units (lstmkit.torch.LSTM); dropout on the embeddings and on the LSTM's output in training;
+    forget_bias added to the forget gate's bias_ih block (lstmkit.train.add_forget_bias).
     Inputs (forward): idx (T, B) int64 token ids, state optional (h0, c0), each (1, B, H).
     Returns: logits (T, B, V), (h_T, c_T).
     """
@@ -108,9 +110,7 @@ class WordLM(nn.Module):
         self.emb = nn.Embedding(V, E)
         self.lstm = LSTM(E, H)
         self.head = nn.Linear(H, V)
-        with torch.no_grad():
-            for b in (self.lstm.bias_ih_l0, self.lstm.bias_hh_l0):
-                b[H:2 * H] = forget_bias / 2           # gate order i, f, g, o: f is block 1
+        add_forget_bias(self.lstm, forget_bias)
 
     def forward(self, idx, state=None):
         if idx.dim() != 2 or idx.dtype != torch.int64:

@@ -260,7 +260,12 @@ def test_errors():
 def test_reglm_shapes_forget_bias_and_dropout_modes():
     torch.manual_seed(0)
     model = RegLM(11, 5, 7, dropout=0.5, locked=True, forget_bias=1.0)
-    torch.testing.assert_close(model.lstm.bias_ih[7:14] + model.lstm.bias_hh[7:14], torch.ones(7))
+    torch.manual_seed(0)
+    plain = RegLM(11, 5, 7, dropout=0.5, locked=True)
+    # lstmkit's convention: forget_bias added to bias_ih's forget block, nothing else changed
+    torch.testing.assert_close(model.lstm.bias_ih - plain.lstm.bias_ih,
+                               torch.cat([torch.zeros(7), torch.ones(7), torch.zeros(14)]))
+    torch.testing.assert_close(model.lstm.bias_hh, plain.lstm.bias_hh)
     idx = torch.randint(0, 11, (6, 3))
     logits, (h, c) = model(idx)
     assert logits.shape == (6, 3, 11) and h.shape == c.shape == (1, 3, 7)

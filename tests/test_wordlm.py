@@ -74,8 +74,11 @@ def test_model_shapes_state_gradients_and_errors():
     torch.manual_seed(0)
     model = WordLM(13, 5, 7, dropout=0.0).double()
     assert isinstance(model.lstm, LSTM)
-    torch.testing.assert_close(model.lstm.bias_ih_l0[7:14] + model.lstm.bias_hh_l0[7:14],
-                               torch.ones(7, dtype=torch.float64))
+    torch.manual_seed(0)
+    plain = WordLM(13, 5, 7, forget_bias=0.0).double()
+    shift = model.lstm.bias_ih_l0 - plain.lstm.bias_ih_l0      # the default forget_bias=1.0
+    torch.testing.assert_close(shift, torch.cat([torch.zeros(7), torch.ones(7), torch.zeros(14)]).double())
+    torch.testing.assert_close(model.lstm.bias_hh_l0, plain.lstm.bias_hh_l0)
     idx = torch.randint(0, 13, (6, 3))
     logits, (h, c) = model(idx)
     assert logits.shape == (6, 3, 13) and h.shape == c.shape == (1, 3, 7)
