@@ -31,10 +31,11 @@ once a sequence has ended, which gives exactly nn.LSTM's final states.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from lstmkit import _cpu_kernel
@@ -123,9 +124,9 @@ def _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep):
     return out + (acts, hn, c2, s_c, rn) if keep else out
 
 
-def _fused_backward(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask, dy, dh_T, dc_T, need, has_bias):
-    """LSTMFunction's backward in torch ops, for what _fused_forward kept (need: which inputs need a
-    gradient). Returns the gradients w.r.t. (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask)."""
+def _fused_backward(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask, dy, dh_T, dc_T, need):
+    """The first-order backward in torch ops, for what _fused_forward kept (need: a Need, which
+    inputs need a gradient). Returns Grads, None where not needed. Not differentiable itself."""
     T, B, D = x.shape
     H = w_ih.shape[0] // 4
     P = hn.shape[1]
@@ -196,18 +197,17 @@ def _fused_backward(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask, dy, dh_T, 
         # The weight gradients sum over steps and batch: one product each over all T*B columns,
         # after one copy that puts the (t, b) columns side by side.
         dan = dan.transpose(0, 1).reshape(4 * H, T * B)
-        dx = (dan.t() @ w_ih.neg()).view(T, B, D) if need[0] else None
-        dw_ih = (dan @ x.reshape(T * B, D)).neg_() if need[3] else None
-        dw_hh = dan @ hn[:T].transpose(0, 1).reshape(P, T * B).t() if need[4] else None  # -da, -h
-        db = dan.sum(1).neg_() if has_bias else None
+        dx = (dan.t() @ w_ih.neg()).view(T, B, D) if need.x else None
+        dw_ih = (dan @ x.reshape(T * B, D)).neg_() if need.w_ih else None
+        dw_hh = dan @ hn[:T].transpose(0, 1).reshape(P, T * B).t() if need.w_hh else None  # -da, -h
+        db = dan.sum(1).neg_() if need.bias else None
         dw_hr = None
-        if w_hr is not None and need[7]:
+        if w_hr is not None and need.w_hr:
             r = rn if mask is None else rn * m
             dhs_2d = dhs[1:].transpose(0, 1).reshape(P, T * B)
             dw_hr = (dhs_2d @ r.permute(0, 2, 1).reshape(T * B, H)).neg_()
     as_rows = dict(memory_format=torch.contiguous_format)   # (B, K) copies of the feature-major states
-    return (dx, dhs[0].t().clone(**as_rows), k[0, 0].t().clone(**as_rows), dw_ih, dw_hh, db,
-            None if db is None else db.clone(), dw_hr, None)
+    return Grads(dx, dhs[0].t().clone(**as_rows), k[0, 0].t().clone(**as_rows), dw_ih, dw_hh, db, dw_hr)
 
 
 # ----------------------------------------------------------------------------- the compiled CPU steps
@@ -250,7 +250,7 @@ def _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep):
     return out + (gates, hn, c2, s_c) if keep else out
 
 
-def _kernel_backward(x, w_ih, w_hh, gates, hn, c2, s_c, dy, dh_T, dc_T, need, has_bias):
+def _kernel_backward(x, w_ih, w_hh, gates, hn, c2, s_c, dy, dh_T, dc_T, need):
     """_fused_backward's contract for what _kernel_forward saved."""
     T, B, D = x.shape
     H = w_hh.shape[1]
@@ -263,19 +263,224 @@ def _kernel_backward(x, w_ih, w_hh, gates, hn, c2, s_c, dy, dh_T, dc_T, need, ha
         with torch.inference_mode():
             torch.ops.lstmkit.backward_steps(gates, c2, s_c, dy, w_hh_t, dh, dc, da)
         da = da.view(4 * H, T * B)       # columns (t, b), side by side already
-        dx = (da.t() @ w_ih).view(T, B, D) if need[0] else None
-        dw_ih = da @ x.reshape(T * B, D) if need[3] else None
-        dw_hh = (da @ hn[:, :T].reshape(H, T * B).t()).neg_() if need[4] else None   # a view of hn
-        db = da.sum(1) if has_bias else None
+        dx = (da.t() @ w_ih).view(T, B, D) if need.x else None
+        dw_ih = da @ x.reshape(T * B, D) if need.w_ih else None
+        dw_hh = (da @ hn[:, :T].reshape(H, T * B).t()).neg_() if need.w_hh else None   # a view of hn
+        db = da.sum(1) if need.bias else None
     as_rows = dict(memory_format=torch.contiguous_format)
-    return (dx, dh.t().clone(**as_rows), dc.t().clone(**as_rows), dw_ih, dw_hh, db,
-            None if db is None else db.clone(), None, None)
+    return Grads(dx, dh.t().clone(**as_rows), dc.t().clone(**as_rows), dw_ih, dw_hh, db, None)
 
 
-class LSTMFunction(torch.autograd.Function):
+# ----------------------------------------------------------------------------- the custom ops
+
+class Need(NamedTuple):
+    """Which inputs of a layer need a gradient (bias: b_ih and b_hh, which share one)."""
+    x: bool
+    h0: bool
+    c0: bool
+    w_ih: bool
+    w_hh: bool
+    bias: bool
+    w_hr: bool
+
+
+class Grads(NamedTuple):
+    """The gradients of one layer's backward, None where not needed (bias: of b_ih, equal to b_hh's)."""
+    x: Tensor | None
+    h0: Tensor | None
+    c0: Tensor | None
+    w_ih: Tensor | None
+    w_hh: Tensor | None
+    bias: Tensor | None
+    w_hr: Tensor | None
+
+
+# The layer runs as three torch.library custom ops, so that torch.compile, torch.export and the
+# torch.func transforms see each one as a single node with known output shapes (the fake
+# implementations below), an autograd formula and a vmap rule, instead of tracing into the step loop:
+#   lstmkit::layer_infer   (y, h_T, c_T), keeping nothing (no_grad, or nothing requires grad);
+#   lstmkit::layer_train   (y, h_T, c_T) and the buffers the backward reads (Saved);
+#   lstmkit::layer_backward  the first-order backward from those buffers (Grads).
+# `kernel` selects the compiled CPU loops or the torch ops, whose buffers differ in layout (hn).
+_LIB = "lstmkit"
+_NO_TENSOR = ()     # what the ops return for an absent buffer or an unneeded gradient: an empty tensor
+
+
+class Saved(NamedTuple):
+    """The buffers layer_train keeps for the backward; their layout differs between the paths:
+    acts (T, 4H, B) the gates i, f, sigmoid(2 a_g), o; c2 (T+1, H, B) twice the cell state;
+    s_c (T, H, B) sigmoid(c2); hn -h, (T+1, P, B) in torch ops, (H, T+1, B) in the kernel;
+    rn (T, H, B) -o tanh(c) before the projection (torch ops with proj_size > 0; else empty)."""
+    acts: Tensor
+    hn: Tensor
+    c2: Tensor
+    s_c: Tensor
+    rn: Tensor
+
+
+def _empty(like):
+    return like.new_empty(_NO_TENSOR)
+
+
+@torch.library.custom_op(f"{_LIB}::layer_infer", mutates_args=())
+def _layer_infer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+                 b_hh: Tensor | None, w_hr: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    if _use_kernel(x, w_hr, mask):
+        return _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep=False)
+    return _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep=False)
+
+
+@_layer_infer.register_fake
+def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask):
+    T, B, _ = x.shape
+    return x.new_empty(T, B, h0.shape[1]), x.new_empty(B, h0.shape[1]), x.new_empty(B, c0.shape[1])
+
+
+@torch.library.custom_op(f"{_LIB}::layer_train", mutates_args=())
+def _layer_train(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+                 b_hh: Tensor | None, w_hr: Tensor | None, mask: Tensor | None,
+                 kernel: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    if kernel:
+        y, h_T, c_T, gates, hn, c2, s_c = _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep=True)
+        return y, h_T, c_T, gates, hn, c2, s_c, _empty(x)
+    y, h_T, c_T, acts, hn, c2, s_c, rn = _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep=True)
+    return y, h_T, c_T, acts, hn, c2, s_c, _empty(x) if rn is None else rn
+
+
+@_layer_train.register_fake
+def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, kernel):
+    T, B, _ = x.shape
+    P, H = h0.shape[1], c0.shape[1]
+    new = x.new_empty
+    hn = new(H, T + 1, B) if kernel else new(T + 1, P, B)
+    rn = new(T, H, B) if (w_hr is not None and not kernel) else new(_NO_TENSOR)
+    return (new(T, B, P), new(B, P), new(B, H), new(T, 4 * H, B), hn, new(T + 1, H, B), new(T, H, B), rn)
+
+
+@torch.library.custom_op(f"{_LIB}::layer_backward", mutates_args=())
+def _layer_backward(x: Tensor, w_ih: Tensor, w_hh: Tensor, w_hr: Tensor | None, acts: Tensor, hn: Tensor,
+                    c2: Tensor, s_c: Tensor, rn: Tensor, mask: Tensor | None, dy: Tensor, dh_T: Tensor,
+                    dc_T: Tensor, need: list[bool], kernel: bool) -> tuple[Tensor, Tensor, Tensor, Tensor,
+                                                                           Tensor, Tensor, Tensor]:
+    need = Need(*need)
+    if kernel:
+        g = _kernel_backward(x, w_ih, w_hh, acts, hn, c2, s_c, dy, dh_T, dc_T, need)
+    else:
+        g = _fused_backward(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn if rn.numel() else None, mask,
+                            dy, dh_T, dc_T, need)
+    return tuple(_empty(x) if t is None else t for t in g)
+
+
+@_layer_backward.register_fake
+def _(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask, dy, dh_T, dc_T, need, kernel):
+    need = Need(*need)
+    shapes = Grads(x.shape, dh_T.shape, dc_T.shape, w_ih.shape, w_hh.shape, (w_ih.shape[0],),
+                   None if w_hr is None else w_hr.shape)
+    return tuple(x.new_empty(s if (s is not None and want) else _NO_TENSOR) for s, want in zip(shapes, need))
+
+
+def _setup_context(ctx, inputs, output):
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, kernel = inputs
+    ctx.kernel, ctx.has_bias = kernel, b_ih is not None
+    saved = output[3:]
+    ctx.mark_non_differentiable(*saved)
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, *saved)
+
+
+def _train_backward(ctx, dy, dh_T, dc_T, *_):
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, *saved = ctx.saved_tensors
+    n = ctx.needs_input_grad
+    need = Need(n[0], n[1], n[2], n[3], n[4], ctx.has_bias and (n[5] or n[6]), w_hr is not None and n[7])
+    dy = torch.zeros_like(x[..., :1]).expand(*x.shape[:2], h0.shape[1]) if dy is None else dy
+    dh_T = torch.zeros_like(h0) if dh_T is None else dh_T
+    dc_T = torch.zeros_like(c0) if dc_T is None else dc_T
+    if torch.is_grad_enabled():
+        # create_graph=True: a backward that autograd can differentiate again (second derivatives).
+        g = _differentiable_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, dy, dh_T, dc_T, need)
+    else:
+        g = Grads(*_layer_backward(x, w_ih, w_hh, w_hr, *saved, mask, dy, dh_T, dc_T, list(need), ctx.kernel))
+        g = Grads(*(t if want else None for t, want in zip(g, need)))
+    db = g.bias
+    return (g.x, g.h0, g.c0, g.w_ih, g.w_hh, db, None if db is None else db.clone(), g.w_hr, None, None)
+
+
+torch.library.register_autograd(f"{_LIB}::layer_train", _train_backward, setup_context=_setup_context)
+
+
+def _differentiable_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, dy, dh_T, dc_T, need):
+    """The backward in differentiable torch ops (no in-place or inference-mode steps), for
+    create_graph=True: it recomputes the forward from the inputs, so that autograd sees how the
+    gradients depend on them. Plain gates here (no rewrites): this path is for correctness.
+    Per step, with m the mask (1 if no mask), dh and dc the gradients w.r.t. the carried state:
+        dh_new = m (dh + dy_t);  dr = dh_new W_hr (or dh_new);  dc_new = m dc + dr o (1 - tanh(c)^2)
+        da = [dc_new g i (1-i), dc_new c_prev f (1-f), dc_new i (1-g^2), dr tanh(c) o (1-o)]
+        dh = da W_hh + (1-m) dh;  dc = dc_new f + (1-m) dc.
+    Returns Grads (every field computed; the caller keeps what it needs)."""
+    T = x.shape[0]
+    a_x = F.linear(x, w_ih, None if b_ih is None else b_ih + b_hh)
+    h, c = h0, c0
+    steps = []                          # (h_prev, c_prev, i, f, g, o, tanh(c), r) of each step
+    for t in range(T):
+        a_i, a_f, a_g, a_o = (a_x[t] + h @ w_hh.t()).chunk(4, 1)
+        i, f, g, o = torch.sigmoid(a_i), torch.sigmoid(a_f), torch.tanh(a_g), torch.sigmoid(a_o)
+        c_new = f * c + i * g
+        tc = torch.tanh(c_new)
+        r = o * tc
+        h_new = r if w_hr is None else r @ w_hr.t()
+        steps.append((h, c, i, f, g, o, tc, r))
+        if mask is not None:
+            c_new, h_new = torch.where(mask[t], c_new, c), torch.where(mask[t], h_new, h)
+        h, c = h_new, c_new
+    dh, dc = dh_T, dc_T
+    das, dh_news = [], []
+    for t in reversed(range(T)):
+        h_prev, c_prev, i, f, g, o, tc, r = steps[t]
+        dh_new, dc_new = dh + dy[t], dc
+        if mask is not None:
+            m = mask[t].to(x.dtype)
+            dh_new, dc_new = m * dh_new, m * dc
+        dr = dh_new if w_hr is None else dh_new @ w_hr
+        dc_new = dc_new + dr * o * (1 - tc * tc)
+        da = torch.cat([dc_new * g * i * (1 - i), dc_new * c_prev * f * (1 - f), dc_new * i * (1 - g * g),
+                        dr * tc * o * (1 - o)], 1)
+        dh_next, dc_next = da @ w_hh, dc_new * f
+        if mask is not None:
+            dh_next, dc_next = dh_next + (1 - m) * dh, dc_next + (1 - m) * dc
+        dh, dc = dh_next, dc_next
+        das.append(da)
+        dh_news.append(dh_new)
+    da = torch.stack(das[::-1]).flatten(0, 1)                                    # (T*B, 4H)
+    rows = lambda k: torch.stack([s[k] for s in steps]).flatten(0, 1)           # noqa: E731
+    dw_hr = None
+    if w_hr is not None:
+        dw_hr = torch.stack(dh_news[::-1]).flatten(0, 1).t() @ rows(7)
+    return Grads((da @ w_ih).view(x.shape), dh, dc, da.t() @ x.flatten(0, 1), da.t() @ rows(0), da.sum(0),
+                 dw_hr)
+
+
+def _vmap_by_loop(op):
+    """A vmap rule for `op`: one call per slice of the vmapped dimension, outputs stacked on dim 0.
+    (vmap then sees the same numbers as a Python loop over the samples.)"""
+
+    def rule(info, in_dims, *args):
+        outs = []
+        for n in range(info.batch_size):
+            sliced = [a.select(d, n) if d is not None else a for a, d in zip(args, in_dims)]
+            outs.append(op(*sliced))
+        stacked = tuple(torch.stack(o) for o in zip(*outs))
+        return stacked, (0,) * len(stacked)
+
+    return rule
+
+
+for _op in (_layer_infer, _layer_train, _layer_backward):
+    torch.library.register_vmap(_op, _vmap_by_loop(_op))
+
+
+class LSTMFunction:
     """One layer, one direction of an LSTM over a time-major sequence, with hand-written BPTT.
 
-    Inputs (of forward / apply):
+    LSTMFunction.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask) -> (y, h_T, c_T):
     - x: (T, B, D) inputs.
     - h0: (B, P) and c0: (B, H) initial state (P = proj_size if projecting, else H).
     - w_ih (4H, D), w_hh (4H, P): weights; b_ih, b_hh (4H,) or None; w_hr (P, H) or None.
@@ -283,6 +488,9 @@ class LSTMFunction(torch.autograd.Function):
     Returns:
     - y: (T, B, P) outputs (zero at masked steps).
     - h_T: (B, P) and c_T: (B, H): the state after each sequence's last real step.
+
+    It runs the custom op lstmkit::layer_train, whose autograd formula is lstmkit::layer_backward
+    (or, with create_graph=True, _differentiable_backward, so that second derivatives are right).
 
     The step loop runs a few small ops per step, so their number and kind decide the speed. Three
     exact rewrites of the equations keep it at one matrix product and six elementwise ops per step,
@@ -298,7 +506,7 @@ class LSTMFunction(torch.autograd.Function):
     W_hh h_prev^T with the weight on the left: on the CPUs measured, that shape runs 15-25 % faster
     than h_prev W_hh^T (and likewise W_hh^T da in the backward). Inputs and outputs keep nn.LSTM's
     (T, B, K) layout; one transposing copy at each end converts.
-    When no gradient can be asked for, lstm_layer runs the same loop (_fused_forward) without
+    When no gradient can be asked for, lstm_layer runs the same loop (lstmkit::layer_infer) without
     keeping anything for the backward, and with the signs flipped (h and -2c are carried, so the
     outputs need no final negation).
     On the CPU, _kernel_forward and _kernel_backward run the same rewrites compiled: per step one
@@ -309,23 +517,9 @@ class LSTMFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask):
-        ctx.has_bias = b_ih is not None
-        ctx.kernel = _use_kernel(x, w_hr, mask)
-        if ctx.kernel:
-            y, h_T, c_T, gates, hn, c2, s_c = _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep=True)
-            ctx.save_for_backward(x, w_ih, w_hh, gates, hn, c2, s_c)
-            return y, h_T, c_T
-        y, h_T, c_T, acts, hn, c2, s_c, rn = _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask,
-                                                            keep=True)
-        ctx.save_for_backward(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask)
-        return y, h_T, c_T
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, dy, dh_T, dc_T):
-        backward = _kernel_backward if ctx.kernel else _fused_backward
-        return backward(*ctx.saved_tensors, dy, dh_T, dc_T, ctx.needs_input_grad, ctx.has_bias)
+    def apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask):
+        kernel = _use_kernel(x, w_hr, mask)
+        return _layer_train(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, kernel)[:3]
 
 
 # ----------------------------------------------------------------------------- the readable loop
@@ -362,9 +556,7 @@ def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, mask=None
         args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask)
         if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
             return LSTMFunction.apply(*args)
-        if _use_kernel(x, w_hr, mask):              # inference: nothing to keep for a backward
-            return _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep=False)
-        return _fused_forward(*args, keep=False)
+        return _layer_infer(*args)                  # inference: nothing to keep for a backward
     return _loop_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask)
 
 
