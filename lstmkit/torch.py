@@ -477,6 +477,21 @@ for _op in (_layer_infer, _layer_train, _layer_backward):
     torch.library.register_vmap(_op, _vmap_by_loop(_op))
 
 
+class _LayerTrain(torch.autograd.Function):
+    """lstmkit::layer_train with its backward as an autograd.Function with setup_context, which is
+    what the torch.func transforms need (the custom op's own register_autograd formula is not
+    usable under them); its vmap rule is generated from the ops' own."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, kernel):
+        return _layer_train(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, kernel)
+
+    setup_context = staticmethod(_setup_context)
+    backward = staticmethod(_train_backward)
+
+
 class LSTMFunction:
     """One layer, one direction of an LSTM over a time-major sequence, with hand-written BPTT.
 
@@ -489,8 +504,8 @@ class LSTMFunction:
     - y: (T, B, P) outputs (zero at masked steps).
     - h_T: (B, P) and c_T: (B, H): the state after each sequence's last real step.
 
-    It runs the custom op lstmkit::layer_train, whose autograd formula is lstmkit::layer_backward
-    (or, with create_graph=True, _differentiable_backward, so that second derivatives are right).
+    It runs the custom op lstmkit::layer_train; the backward is lstmkit::layer_backward, or, when
+    the backward itself is differentiated (create_graph=True), _differentiable_backward.
 
     The step loop runs a few small ops per step, so their number and kind decide the speed. Three
     exact rewrites of the equations keep it at one matrix product and six elementwise ops per step,
@@ -519,7 +534,7 @@ class LSTMFunction:
     @staticmethod
     def apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask):
         kernel = _use_kernel(x, w_hr, mask)
-        return _layer_train(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, kernel)[:3]
+        return _LayerTrain.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, kernel)[:3]
 
 
 # ----------------------------------------------------------------------------- the readable loop
