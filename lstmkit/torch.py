@@ -31,6 +31,9 @@ once a sequence has ended, which gives exactly nn.LSTM's final states.
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
+import weakref
 from typing import NamedTuple
 
 import torch
@@ -224,12 +227,12 @@ def _kernel_loaded():
     return _cpu_kernel.load()
 
 
-def _use_kernel(x, w_hr, mask):
+def _use_kernel(x, w_hh, w_hr, mask):
     """Whether the fused path runs its step loops in the compiled CPU kernel (lstmkit/_cpu_kernel.py).
     Not for empty input: the BLAS that torch links rejects zero sizes (and says so on stderr)."""
     T, B = x.shape[:2]
     return (USE_CPU_KERNEL and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and w_hr is None and mask is None and T > 0 and B > 0 and (T + 1) * B < 2**31
+            and w_hr is None and mask is None and T > 0 and B > 0 and w_hh.shape[1] > 0 and (T + 1) * B < 2**31
             and _kernel_loaded())
 
 
@@ -332,7 +335,7 @@ def _empty(like):
 
 def _layer_infer_impl(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
                  b_hh: Tensor | None, w_hr: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    if _use_kernel(x, w_hr, mask):
+    if _use_kernel(x, w_hh, w_hr, mask):
         return _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep=False)
     return _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep=False)
 
@@ -587,7 +590,7 @@ class LSTMFunction:
 
     @staticmethod
     def apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask):
-        args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, _use_kernel(x, w_hr, mask))
+        args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, _use_kernel(x, w_hh, w_hr, mask))
         if _plain_eager(*args):
             return _LayerTrainEager.apply(*args)
         return _LayerTrain.apply(*args)[:3]
@@ -638,6 +641,29 @@ def _check_impl(impl):
         raise ValueError(f"impl must be one of {IMPLS}; got {impl!r}")
 
 
+def _check_rnn_args(input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size):
+    """nn.RNNBase's argument checks (torch 2.13), in its order, with its exception types, messages
+    and warning."""
+    if not isinstance(dropout, numbers.Number) or not 0 <= dropout <= 1 or isinstance(dropout, bool):
+        raise ValueError("dropout should be a number in range [0, 1] representing the probability of an "
+                         "element being zeroed")
+    if dropout > 0 and num_layers == 1:
+        warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                      f"expects num_layers greater than 1, but got dropout={dropout} and "
+                      f"num_layers={num_layers}", stacklevel=3)
+    for name, value, kind in (("bias", bias, bool), ("batch_first", batch_first, bool),
+                              ("input_size", input_size, int), ("hidden_size", hidden_size, int),
+                              ("num_layers", num_layers, int), ("proj_size", proj_size, int)):
+        if not isinstance(value, kind):
+            raise TypeError(f"{name} should be of type {kind.__name__}, got: {type(value).__name__}")
+        if name in ("input_size", "hidden_size", "num_layers") and value <= 0:
+            raise ValueError(f"{name} must be greater than zero")
+    if proj_size < 0:
+        raise ValueError("proj_size should be a positive integer or zero to disable projections")
+    if proj_size >= hidden_size:
+        raise ValueError("proj_size has to be smaller than hidden_size")
+
+
 def _reverse(x, rev_idx):
     """Reverse each sequence of x (T, B, K) in time, within its own length when rev_idx is given."""
     if rev_idx is None:
@@ -665,15 +691,7 @@ class LSTM(nn.Module):
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None, *, impl="fused"):
         super().__init__()
         _check_impl(impl)
-        for name, n, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
-                             ("num_layers", num_layers, 1), ("proj_size", proj_size, 0)):
-            if not isinstance(n, int) or isinstance(n, bool) or n < low:
-                raise ValueError(f"{name} must be an int >= {low}; got {n!r}")
-        if proj_size >= hidden_size:
-            raise ValueError(f"proj_size must be smaller than hidden_size; got proj_size={proj_size}, "
-                             f"hidden_size={hidden_size}")
-        if not (isinstance(dropout, (int, float)) and 0 <= dropout <= 1) or isinstance(dropout, bool):
-            raise ValueError(f"dropout must be a number in [0, 1]; got {dropout!r}")
+        _check_rnn_args(input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional, self.proj_size, self.impl = bidirectional, proj_size, impl
@@ -681,7 +699,10 @@ class LSTM(nn.Module):
         num_dirs = 2 if bidirectional else 1
         real_h = proj_size if proj_size > 0 else hidden_size
         kw = {"device": device, "dtype": dtype}
-        self._flat_weights_names = []
+        # As nn.RNNBase: _flat_weights_names, _all_weights (names per layer and direction) and
+        # _flat_weights (the tensors, kept in step by __setattr__, _apply and forward), which
+        # torch.nn.utils (weight_norm, prune, parametrizations) and PyTorch's RNN tests read.
+        self._flat_weights_names, self._all_weights = [], []
         for layer in range(num_layers):
             layer_in = input_size if layer == 0 else real_h * num_dirs
             for d in range(num_dirs):
@@ -694,8 +715,36 @@ class LSTM(nn.Module):
                     shapes += [("weight_hr", (proj_size, hidden_size))]
                 for name, shape in shapes:
                     setattr(self, name + sfx, nn.Parameter(torch.empty(shape, **kw)))
-                    self._flat_weights_names.append(name + sfx)
+                self._all_weights.append([name + sfx for name, _ in shapes])
+                self._flat_weights_names.extend(self._all_weights[-1])
+        self._init_flat_weights()
         self.reset_parameters()
+
+    # _flat_weights bookkeeping, as nn.RNNBase does it
+    _init_flat_weights = nn.RNNBase._init_flat_weights
+    _weights_have_changed = nn.RNNBase._weights_have_changed
+    _update_flat_weights = nn.RNNBase._update_flat_weights
+    __getstate__ = nn.RNNBase.__getstate__
+
+    def __setattr__(self, attr, value):
+        if hasattr(self, "_flat_weights_names") and attr in self._flat_weights_names:
+            self._flat_weights[self._flat_weights_names.index(attr)] = value   # e.g. self.weight = ...
+        super().__setattr__(attr, value)
+
+    def _replicate_for_data_parallel(self):
+        replica = super()._replicate_for_data_parallel()
+        replica._flat_weights, replica._flat_weight_refs = replica._flat_weights[:], replica._flat_weight_refs[:]
+        return replica
+
+    def __setstate__(self, d):
+        super().__setstate__(d)
+        self._flat_weight_refs = [weakref.ref(w) if w is not None else None for w in self._flat_weights]
+
+    def _apply(self, fn, recurse=True):
+        self._flat_weight_refs = []
+        ret = super()._apply(fn, recurse)
+        self._init_flat_weights()
+        return ret
 
     def reset_parameters(self):
         """uniform(-1/sqrt(H), 1/sqrt(H)) for every parameter, in registration order, as nn.LSTM."""
@@ -708,16 +757,26 @@ class LSTM(nn.Module):
 
     @property
     def all_weights(self):
-        return [[getattr(self, n) for n in self._flat_weights_names if n.endswith(s)]
-                for s in self._suffixes()]
+        return [[getattr(self, n) for n in names] for names in self._all_weights]
 
-    def _suffixes(self):
-        return [f"_l{layer}{'_reverse' if d else ''}" for layer in range(self.num_layers)
-                for d in range(2 if self.bidirectional else 1)]
+    def _params(self, k):
+        """(w_ih, w_hh, b_ih, b_hh, w_hr) of layer-and-direction k, from _flat_weights."""
+        names = self._all_weights[k]
+        w = dict(zip(names, self._flat_weights[sum(map(len, self._all_weights[:k])):][:len(names)],
+                     strict=True))
+        sfx = names[0][len("weight_ih"):]
+        return tuple(w.get(n + sfx) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"))
 
-    def _params(self, sfx):
-        get = lambda n: getattr(self, n + sfx, None)  # noqa: E731
-        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr")
+    def _check_input(self, x, dtype_error):
+        """nn.RNNBase.check_input: dtype (ValueError, as nn.LSTM; RuntimeError for packed input), then
+        the feature size (RuntimeError)."""
+        w = self._flat_weights[0]
+        if x.dtype != w.dtype and not torch._C._is_any_autocast_enabled():
+            raise dtype_error(f"RNN input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
+                              f"Convert input: input.to({w.dtype}), or convert model: model.to({x.dtype})")
+        if x.size(-1) != self.input_size:
+            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                               f"got {x.size(-1)}")
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
@@ -728,44 +787,46 @@ class LSTM(nn.Module):
         return s
 
     def forward(self, input, hx=None):
+        self._update_flat_weights()
         num_dirs = 2 if self.bidirectional else 1
         H = self.hidden_size
         P = self.proj_size if self.proj_size > 0 else H
-        w = self.weight_ih_l0
+        L = self.num_layers * num_dirs
+        # nn.LSTM's checks, exception types and messages (torch 2.13), in its order.
         packed = isinstance(input, PackedSequence)
         lengths = None
-        if packed:
+        if packed:     # (nn.LSTM leaves these to its kernels, which raise RuntimeError)
+            self._check_input(input.data, RuntimeError)
             x, lengths = pad_packed_sequence(input)   # (T, B, D) in the caller's batch order
             batched = True
         else:
             if input.dim() not in (2, 3):
-                raise ValueError(f"LSTM: expected input of shape (T, B, D={self.input_size}) or unbatched "
-                                 f"(T, D={self.input_size}); got {tuple(input.shape)}")
+                raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {input.dim()}D instead")
             batched = input.dim() == 3
+            if hx is not None:
+                want = 3 if batched else 2
+                if hx[0].dim() != want or hx[1].dim() != want:
+                    kind = "batched 3-D" if batched else "unbatched 2-D"
+                    raise RuntimeError(f"For {kind} input, hx and cx should also be {want}-D but got "
+                                       f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors")
+            self._check_input(input, ValueError)
             x = input if batched else input.unsqueeze(1)
             if batched and self.batch_first:
                 x = x.transpose(0, 1)
-        if x.shape[-1] != self.input_size:
-            raise ValueError(f"LSTM: input has {x.shape[-1]} features; expected input_size={self.input_size}")
-        if x.dtype != w.dtype:
-            raise TypeError(f"LSTM: input dtype {x.dtype} differs from the parameters' {w.dtype}")
         T, B, _ = x.shape
-        if T == 0:
-            raise ValueError("LSTM: expected a sequence of at least one step; got length 0")
-        L = self.num_layers * num_dirs
         if hx is None:
             h0 = x.new_zeros(L, B, P)
             c0 = x.new_zeros(L, B, H)
         else:
-            h0, c0 = hx
-            if not batched:
-                if h0.dim() != 2 or c0.dim() != 2:
-                    raise ValueError("LSTM: for unbatched input hx must be 2-D (num_layers * num_dirs, H); "
-                                     f"got {tuple(h0.shape)} and {tuple(c0.shape)}")
-                h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
-            for name, s, want in (("h0", h0, (L, B, P)), ("c0", c0, (L, B, H))):
+            h0, c0 = hx if batched else (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
+            for i, (s, want) in enumerate(((h0, (L, B, P)), (c0, (L, B, H)))):
                 if tuple(s.shape) != want:
-                    raise ValueError(f"LSTM: expected {name} of shape {want}; got {tuple(s.shape)}")
+                    raise RuntimeError(f"Expected hidden[{i}] size {want}, got {list(s.shape)}")
+                if s.dtype != x.dtype:
+                    raise RuntimeError(f"LSTM: hidden[{i}] dtype ({s.dtype}) does not match input dtype "
+                                       f"({x.dtype})")
+        if T == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
 
         mask = rev_idx = None
         if lengths is not None:
@@ -781,9 +842,8 @@ class LSTM(nn.Module):
             outs = []
             for d in range(num_dirs):
                 k = layer * num_dirs + d
-                sfx = f"_l{layer}{'_reverse' if d else ''}"
                 xin = layer_input if d == 0 else _reverse(layer_input, rev_idx)
-                y, h, c = lstm_layer(xin, h0[k], c0[k], *self._params(sfx), mask=mask, impl=self.impl)
+                y, h, c = lstm_layer(xin, h0[k], c0[k], *self._params(k), mask=mask, impl=self.impl)
                 outs.append(y if d == 0 else _reverse(y, rev_idx))
                 h_n.append(h)
                 c_n.append(c)
@@ -820,8 +880,8 @@ class LSTMCell(nn.Module):
         super().__init__()
         _check_impl(impl)
         for name, n in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"{name} must be a positive int; got {n!r}")
+            if not isinstance(n, int):      # (nn.LSTMCell's torch.empty raises TypeError too)
+                raise TypeError(f"{name} should be of type int, got: {type(n).__name__}")
         self.input_size, self.hidden_size, self.bias, self.impl = input_size, hidden_size, bias, impl
         kw = {"device": device, "dtype": dtype}
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **kw))
@@ -843,22 +903,31 @@ class LSTMCell(nn.Module):
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias}, impl={self.impl!r}"
 
     def forward(self, input, hx=None):
-        if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
-            raise ValueError(f"LSTMCell: expected input of shape (B, D={self.input_size}) or "
-                             f"(D={self.input_size},); got {tuple(input.shape)}")
-        if input.dtype != self.weight_ih.dtype:
-            raise TypeError(f"LSTMCell: input dtype {input.dtype} differs from the parameters' "
-                            f"{self.weight_ih.dtype}")
+        # nn.LSTMCell's checks, exception types and messages (torch 2.13), in its order.
+        if input.dim() not in (1, 2):
+            raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        if hx is not None:
+            for idx, value in enumerate(hx):
+                if value.dim() not in (1, 2):
+                    raise ValueError(f"LSTMCell: Expected hx[{idx}] to be 1D or 2D, got {value.dim()}D instead")
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)
         B, H = x.shape[0], self.hidden_size
+        if x.shape[1] != self.input_size:
+            raise RuntimeError(f"input has inconsistent input_size: got {x.shape[1]} expected {self.input_size}")
+        if x.dtype != self.weight_ih.dtype:
+            raise RuntimeError(f"LSTMCell: input dtype ({x.dtype}) does not match weight dtype "
+                               f"({self.weight_ih.dtype})")
         if hx is None:
-            h0, c0 = x.new_zeros(B, H), x.new_zeros(B, H)
+            h0 = c0 = x.new_zeros(B, H)
         else:
             h0, c0 = hx if batched else (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
-            for name, s in (("h", h0), ("c", c0)):
-                if tuple(s.shape) != (B, H):
-                    raise ValueError(f"LSTMCell: expected {name} of shape {(B, H)}; got {tuple(s.shape)}")
+            for i, s in enumerate((h0, c0)):
+                if s.shape[0] != B:
+                    raise RuntimeError(f"Input batch size {B} doesn't match hidden{i} batch size {s.shape[0]}")
+                if s.shape[1] != H:
+                    raise RuntimeError(f"hidden{i} has inconsistent hidden_size: got {s.shape[1]}, expected {H}")
+            h0, c0 = h0.to(x.dtype), c0.to(x.dtype)   # nn.LSTMCell promotes a hidden state's dtype
         _, h, c = lstm_layer(x.unsqueeze(0), h0, c0, self.weight_ih, self.weight_hh, self.bias_ih,
                              self.bias_hh, impl=self.impl)
         if not batched:
