@@ -408,7 +408,14 @@ def _plain_eager(*args):
         return False
     if torch._C._len_torch_dispatch_stack() or torch._C._is_torch_function_mode_enabled():
         return False
-    return all(type(a) in _PLAIN for a in args if isinstance(a, Tensor))
+    return all(type(a) in _PLAIN and not _wrapped(a) for a in args if isinstance(a, Tensor))
+
+
+def _wrapped(t):
+    """Whether t is a torch.func or legacy-vmap wrapper (e.g. the batched gradients of
+    torch.autograd.functional.jacobian(vectorize=True)), which only the ops handle."""
+    f = torch._C._functorch
+    return f.is_functorch_wrapped_tensor(t) or f.is_legacy_batchedtensor(t)
 
 
 _PLAIN = (Tensor, nn.Parameter)
@@ -915,9 +922,6 @@ class LSTMCell(nn.Module):
         B, H = x.shape[0], self.hidden_size
         if x.shape[1] != self.input_size:
             raise RuntimeError(f"input has inconsistent input_size: got {x.shape[1]} expected {self.input_size}")
-        if x.dtype != self.weight_ih.dtype:
-            raise RuntimeError(f"LSTMCell: input dtype ({x.dtype}) does not match weight dtype "
-                               f"({self.weight_ih.dtype})")
         if hx is None:
             h0 = c0 = x.new_zeros(B, H)
         else:
@@ -928,6 +932,9 @@ class LSTMCell(nn.Module):
                 if s.shape[1] != H:
                     raise RuntimeError(f"hidden{i} has inconsistent hidden_size: got {s.shape[1]}, expected {H}")
             h0, c0 = h0.to(x.dtype), c0.to(x.dtype)   # nn.LSTMCell promotes a hidden state's dtype
+        if x.dtype != self.weight_ih.dtype:
+            raise RuntimeError(f"LSTMCell: input dtype ({x.dtype}) does not match weight dtype "
+                               f"({self.weight_ih.dtype})")
         _, h, c = lstm_layer(x.unsqueeze(0), h0, c0, self.weight_ih, self.weight_hh, self.bias_ih,
                              self.bias_hh, impl=self.impl)
         if not batched:
