@@ -4,7 +4,8 @@
 order, initialisation) and return the same things as their torch.nn namesakes, so a state_dict
 loads both ways and a model can swap one class for the other. Two implementations:
 
-- impl="fused" (default): `LSTMFunction`, a torch.autograd.Function whose backward is the
+- impl="fused" (default): `LSTMFunction`, one layer as torch.library custom ops
+  (lstmkit::layer_train, layer_backward, layer_infer) whose backward is the
   hand-derived backpropagation through time of lstmkit.reference.backward (Williams & Peng 1990),
   written in torch ops so it runs on any device. The input projection x W_ih^T of every step is
   one matrix product; the backward loop carries only (dh, dc) and stores the pre-activation
@@ -15,6 +16,10 @@ loads both ways and a model can swap one class for the other. Two implementation
   g++ on first use: one matrix product and one fused, threaded elementwise pass per step);
   USE_CPU_KERNEL = False or LSTMKIT_CPU_KERNEL=0 keeps the torch ops, and cpu_kernel_status()
   says which runs.
+  The ops have fake implementations and vmap rules, so torch.compile (one graph, no break in the
+  layer), torch.export and torch.func (grad, vmap, jacrev) work; torch.func.jvp / jacfwd (forward
+  mode) do not. When the backward is itself differentiated (create_graph=True) it runs as
+  differentiable torch ops instead (_differentiable_backward): second derivatives are nn.LSTM's.
 - impl="loop": a readable cell loop whose gradient autograd derives. For teaching and checking.
 
 Equations of one step (gate order i, f, g, o; Hochreiter & Schmidhuber 1997, Gers et al. 2000):
@@ -50,6 +55,28 @@ __all__ = ["LSTM", "LSTMCell", "LSTMFunction", "cpu_kernel_status", "lstm_layer"
 
 
 # ----------------------------------------------------------------------------- the fused Function
+
+class Need(NamedTuple):
+    """Which inputs of a layer need a gradient (bias: b_ih and b_hh, which share one)."""
+    x: bool
+    h0: bool
+    c0: bool
+    w_ih: bool
+    w_hh: bool
+    bias: bool
+    w_hr: bool
+
+
+class Grads(NamedTuple):
+    """The gradients of one layer's backward, None where not needed (bias: of b_ih, equal to b_hh's)."""
+    x: Tensor | None
+    h0: Tensor | None
+    c0: Tensor | None
+    w_ih: Tensor | None
+    w_hh: Tensor | None
+    bias: Tensor | None
+    w_hr: Tensor | None
+
 
 def _g_doubled(w, H, sign=1):
     """sign * w with the g rows (gate order i, f, g, o) doubled, so that sigmoid(a) gives sigmoid(2 a_g)."""
@@ -232,7 +259,8 @@ def _use_kernel(x, w_hh, w_hr, mask):
     Not for empty input: the BLAS that torch links rejects zero sizes (and says so on stderr)."""
     T, B = x.shape[:2]
     return (USE_CPU_KERNEL and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and w_hr is None and mask is None and T > 0 and B > 0 and w_hh.shape[1] > 0 and (T + 1) * B < 2**31
+            and w_hr is None and mask is None and T > 0 and B > 0 and w_hh.shape[1] > 0
+            and (T + 1) * B < 2**31
             and _kernel_loaded())
 
 
@@ -284,28 +312,6 @@ def _kernel_backward(x, w_ih, w_hh, gates, hn, c2, s_c, dy, dh_T, dc_T, need):
 
 # ----------------------------------------------------------------------------- the custom ops
 
-class Need(NamedTuple):
-    """Which inputs of a layer need a gradient (bias: b_ih and b_hh, which share one)."""
-    x: bool
-    h0: bool
-    c0: bool
-    w_ih: bool
-    w_hh: bool
-    bias: bool
-    w_hr: bool
-
-
-class Grads(NamedTuple):
-    """The gradients of one layer's backward, None where not needed (bias: of b_ih, equal to b_hh's)."""
-    x: Tensor | None
-    h0: Tensor | None
-    c0: Tensor | None
-    w_ih: Tensor | None
-    w_hh: Tensor | None
-    bias: Tensor | None
-    w_hr: Tensor | None
-
-
 # The layer runs as three torch.library custom ops, so that torch.compile, torch.export and the
 # torch.func transforms see each one as a single node with known output shapes (the fake
 # implementations below), an autograd formula and a vmap rule, instead of tracing into the step loop:
@@ -334,7 +340,8 @@ def _empty(like):
 
 
 def _layer_infer_impl(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
-                 b_hh: Tensor | None, w_hr: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+                 b_hh: Tensor | None, w_hr: Tensor | None,
+                 mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     if _use_kernel(x, w_hh, w_hr, mask):
         return _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep=False)
     return _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep=False)
@@ -355,7 +362,8 @@ def _layer_train_impl(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Ten
     if kernel:
         y, h_T, c_T, gates, hn, c2, s_c = _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep=True)
         return y, h_T, c_T, gates, hn, c2, s_c, _empty(x)
-    y, h_T, c_T, acts, hn, c2, s_c, rn = _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep=True)
+    y, h_T, c_T, acts, hn, c2, s_c, rn = _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask,
+                                                        keep=True)
     return y, h_T, c_T, acts, hn, c2, s_c, _empty(x) if rn is None else rn
 
 
@@ -382,8 +390,8 @@ def _backward(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask, dy, dh_T, dc_T, 
 
 def _layer_backward_impl(x: Tensor, w_ih: Tensor, w_hh: Tensor, w_hr: Tensor | None, acts: Tensor, hn: Tensor,
                          c2: Tensor, s_c: Tensor, rn: Tensor, mask: Tensor | None, dy: Tensor, dh_T: Tensor,
-                         dc_T: Tensor, need: list[bool], kernel: bool) -> tuple[Tensor, Tensor, Tensor, Tensor,
-                                                                                Tensor, Tensor, Tensor]:
+                         dc_T: Tensor, need: list[bool],
+                         kernel: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     g = _backward(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask, dy, dh_T, dc_T, Need(*need), kernel)
     return tuple(_empty(x) if t is None else t for t in g)
 
@@ -396,15 +404,18 @@ def _(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask, dy, dh_T, dc_T, need, ke
     need = Need(*need)
     shapes = Grads(x.shape, dh_T.shape, dc_T.shape, w_ih.shape, w_hh.shape, (w_ih.shape[0],),
                    None if w_hr is None else w_hr.shape)
-    return tuple(x.new_empty(s if (s is not None and want) else _NO_TENSOR) for s, want in zip(shapes, need))
+    return tuple(x.new_empty(s if (s is not None and want) else _NO_TENSOR)
+                 for s, want in zip(shapes, need, strict=True))
 
 
 def _plain_eager(*args):
-    """True in plain eager mode: no torch.compile / torch.export tracing, no torch.func transform, no
+    """True in plain eager mode: no torch.compile / export / jit.trace tracing, no torch.func transform, no
     dispatch or function mode, only plain tensors. Then the ops' Python implementations are called
     directly: the same computation without the dispatcher's cost (about 50 us per op call, measured
     on the small benchmark layer)."""
-    if torch.compiler.is_compiling() or torch._C._functorch.peek_interpreter_stack() is not None:
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    if torch._C._functorch.peek_interpreter_stack() is not None:
         return False
     if torch._C._len_torch_dispatch_stack() or torch._C._is_torch_function_mode_enabled():
         return False
@@ -450,7 +461,7 @@ def _train_backward(ctx, dy, dh_T, dc_T, *_):
         g = _backward(x, w_ih, w_hh, w_hr, *saved, mask, dy, dh_T, dc_T, need, ctx.kernel)
     else:
         g = _layer_backward(x, w_ih, w_hh, w_hr, *saved, mask, dy, dh_T, dc_T, list(need), ctx.kernel)
-        g = Grads(*(t if want else None for t, want in zip(g, need)))
+        g = Grads(*(t if want else None for t, want in zip(g, need, strict=True)))
     db = g.bias
     return (g.x, g.h0, g.c0, g.w_ih, g.w_hh, db, None if db is None else db.clone(), g.w_hr, None, None)
 
@@ -516,9 +527,9 @@ def _vmap_by_loop(op):
     def rule(info, in_dims, *args):
         outs = []
         for n in range(info.batch_size):
-            sliced = [a.select(d, n) if d is not None else a for a, d in zip(args, in_dims)]
+            sliced = [a.select(d, n) if d is not None else a for a, d in zip(args, in_dims, strict=True)]
             outs.append(op(*sliced))
-        stacked = tuple(torch.stack(o) for o in zip(*outs))
+        stacked = tuple(torch.stack(o) for o in zip(*outs, strict=True))
         return stacked, (0,) * len(stacked)
 
     return rule
@@ -740,7 +751,8 @@ class LSTM(nn.Module):
 
     def _replicate_for_data_parallel(self):
         replica = super()._replicate_for_data_parallel()
-        replica._flat_weights, replica._flat_weight_refs = replica._flat_weights[:], replica._flat_weight_refs[:]
+        replica._flat_weights = replica._flat_weights[:]          # not shared with the original
+        replica._flat_weight_refs = replica._flat_weight_refs[:]
         return replica
 
     def __setstate__(self, d):
@@ -916,21 +928,25 @@ class LSTMCell(nn.Module):
         if hx is not None:
             for idx, value in enumerate(hx):
                 if value.dim() not in (1, 2):
-                    raise ValueError(f"LSTMCell: Expected hx[{idx}] to be 1D or 2D, got {value.dim()}D instead")
+                    raise ValueError(f"LSTMCell: Expected hx[{idx}] to be 1D or 2D, got {value.dim()}D "
+                                     "instead")
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)
         B, H = x.shape[0], self.hidden_size
         if x.shape[1] != self.input_size:
-            raise RuntimeError(f"input has inconsistent input_size: got {x.shape[1]} expected {self.input_size}")
+            raise RuntimeError(f"input has inconsistent input_size: got {x.shape[1]} expected "
+                               f"{self.input_size}")
         if hx is None:
             h0 = c0 = x.new_zeros(B, H)
         else:
             h0, c0 = hx if batched else (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
             for i, s in enumerate((h0, c0)):
                 if s.shape[0] != B:
-                    raise RuntimeError(f"Input batch size {B} doesn't match hidden{i} batch size {s.shape[0]}")
+                    raise RuntimeError(f"Input batch size {B} doesn't match hidden{i} batch size "
+                                       f"{s.shape[0]}")
                 if s.shape[1] != H:
-                    raise RuntimeError(f"hidden{i} has inconsistent hidden_size: got {s.shape[1]}, expected {H}")
+                    raise RuntimeError(f"hidden{i} has inconsistent hidden_size: got {s.shape[1]}, "
+                                       f"expected {H}")
             h0, c0 = h0.to(x.dtype), c0.to(x.dtype)   # nn.LSTMCell promotes a hidden state's dtype
         if x.dtype != self.weight_ih.dtype:
             raise RuntimeError(f"LSTMCell: input dtype ({x.dtype}) does not match weight dtype "
