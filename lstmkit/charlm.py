@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lstmkit.torch import LSTM
-from lstmkit.train import fit_tbptt, progress_bar
+from lstmkit.train import add_forget_bias, fit_tbptt, progress_bar
 
 __all__ = [
     "zen_text", "python_help_text", "Vocab", "split_text", "lm_streams", "CharLM", "train_lm",
@@ -150,7 +150,7 @@ class CharLM(nn.Module):
     """Character language model: embedding -> LSTM -> linear (logits over the vocabulary).
 
     CharLM(V, E, H, forget_bias=0.0): vocabulary size V, embedding size E, H LSTM units; the
-    forget-gate bias starts at forget_bias (split evenly between bias_ih and bias_hh).
+    forget_bias is added to the forget gate's bias_ih block (lstmkit.train.add_forget_bias).
     Inputs (forward): idx (T, B) int64 character ids, state optional (h0, c0), each (1, B, H).
     Returns: logits (T, B, V), (h_T, c_T).
     """
@@ -161,10 +161,7 @@ class CharLM(nn.Module):
         self.emb = nn.Embedding(V, E)
         self.lstm = LSTM(E, H)
         self.head = nn.Linear(H, V)
-        if forget_bias:
-            with torch.no_grad():
-                for b in (self.lstm.bias_ih_l0, self.lstm.bias_hh_l0):
-                    b[H:2 * H] = forget_bias / 2       # gate order i, f, g, o: f is block 1
+        add_forget_bias(self.lstm, forget_bias)
 
     def forward(self, idx, state=None):
         if idx.dim() != 2 or idx.dtype != torch.int64:

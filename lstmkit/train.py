@@ -1,6 +1,8 @@
 """Small training utilities: seeding, progress bars, a fit loop with gradient clipping, truncated BPTT.
 
 - seed_everything(seed): seed Python, NumPy and PyTorch.
+- add_forget_bias(lstm, b): the forget-gate bias convention of lstmkit: add b to the f block of
+  every layer's (and direction's) bias_ih, as reference.init_params(..., forget_bias=b) does.
 - progress_bar(iterable, desc): the progress bar every training loop in lstmkit shows; plain text
   everywhere (a terminal bar on stderr, one updating text output in a notebook).
 - fit(model, batches, loss_fn, optimizer, ...): the usual loop, returning a History of losses and
@@ -19,7 +21,10 @@ import numpy as np
 import torch
 from tqdm.std import tqdm
 
-__all__ = ["History", "seed_everything", "progress_bar", "fit", "detach_state", "tbptt_chunks", "fit_tbptt"]
+__all__ = [
+    "History", "seed_everything", "add_forget_bias", "progress_bar", "fit", "detach_state", "tbptt_chunks",
+    "fit_tbptt",
+]
 
 
 def seed_everything(seed):
@@ -165,6 +170,29 @@ def fit(model, batches, loss_fn, optimizer, epochs=1, clip=None, progress=True):
         hist.epoch_losses.append(total / n)
         bar.set_postfix(loss=f"{hist.epoch_losses[-1]:.4f}")
     return hist
+
+
+def add_forget_bias(lstm, forget_bias):
+    """Add `forget_bias` to the forget-gate block of every bias_ih of an LSTM module, in place.
+
+    lstmkit's one convention (the same as reference.init_params(..., forget_bias=...)): in PyTorch a
+    gate's bias is the sum bias_ih + bias_hh, and the offset goes into bias_ih alone, rows H..2H-1
+    (gate order i, f, g, o), on top of the random initial values; bias_hh is left as it is. The
+    forget gate then starts near sigmoid(forget_bias) instead of 1/2, so the cell keeps its content
+    longer from the first step (Gers et al. 2000; Jozefowicz et al. 2015 suggest 1).
+
+    Inputs:
+    - lstm: torch.nn.LSTM or lstmkit.torch.LSTM (any num_layers, bidirectional or not).
+    - forget_bias: float.
+    Returns:
+    - the module, for chaining.
+    """
+    H = lstm.hidden_size
+    with torch.no_grad():
+        for name, p in lstm.named_parameters():
+            if name.startswith("bias_ih"):
+                p[H:2 * H] += forget_bias
+    return lstm
 
 
 def detach_state(state):

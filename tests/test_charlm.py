@@ -83,7 +83,12 @@ def test_model_shapes_state_and_input_errors():
     torch.manual_seed(0)
     model = CharLM(11, 5, 7, forget_bias=1.0)
     assert isinstance(model.lstm, LSTM)
-    torch.testing.assert_close(model.lstm.bias_ih_l0[7:14] + model.lstm.bias_hh_l0[7:14], torch.ones(7))
+    torch.manual_seed(0)
+    plain = CharLM(11, 5, 7)
+    # lstmkit's one convention (lstmkit.train.add_forget_bias): +1 on the f block of bias_ih only
+    torch.testing.assert_close(model.lstm.bias_ih_l0 - plain.lstm.bias_ih_l0,
+                               torch.tensor([0.0] * 7 + [1.0] * 7 + [0.0] * 14))
+    assert torch.equal(model.lstm.bias_hh_l0, plain.lstm.bias_hh_l0)
     idx = torch.randint(0, 11, (6, 3))
     logits, (h, c) = model(idx)
     assert logits.shape == (6, 3, 11) and h.shape == c.shape == (1, 3, 7)

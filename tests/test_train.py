@@ -10,9 +10,12 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from lstmkit import reference  # noqa: E402
+from lstmkit.convert import from_torch  # noqa: E402
 from lstmkit.torch import LSTM  # noqa: E402
 from lstmkit.train import (  # noqa: E402
     History,
+    add_forget_bias,
     detach_state,
     fit,
     fit_tbptt,
@@ -173,3 +176,29 @@ def test_progress_bars_in_an_executed_notebook_are_one_text_line_each():
         assert line.startswith(f"{desc}: 100%") and f"{total}/{total}" in line, line
         assert "\r" not in line and "\n" not in line
     assert "loss=" in lines[1] and "loss=" in lines[2]
+
+
+def test_add_forget_bias_is_the_reference_convention():
+    """+b on rows H..2H-1 of every bias_ih (all layers, both directions), bias_hh untouched: the
+    same as reference.init_params(..., forget_bias=b), so the two agree on the f gate's bias."""
+    H = 5
+    torch.manual_seed(0)
+    plain = LSTM(3, H, num_layers=2, bidirectional=True)
+    torch.manual_seed(0)
+    biased = add_forget_bias(LSTM(3, H, num_layers=2, bidirectional=True), 2.5)
+    offset = torch.tensor([0.0] * H + [2.5] * H + [0.0] * 2 * H)
+    for name, p in biased.named_parameters():
+        q = dict(plain.named_parameters())[name]
+        if name.startswith("bias_ih"):
+            torch.testing.assert_close(p - q, offset)
+        else:
+            assert torch.equal(p, q), name
+    # the reference's convention, on the same random draw
+    p0 = reference.init_params(3, H, rng=7)
+    p1 = reference.init_params(3, H, rng=7, forget_bias=2.5)
+    torch.testing.assert_close(torch.from_numpy(p1["bias_ih"] - p0["bias_ih"]), offset.double())
+    assert (p1["bias_hh"] == p0["bias_hh"]).all()
+    # and a torch module biased this way loads into the reference with the offset in bias_ih
+    single = add_forget_bias(LSTM(3, H).double(), 2.5)
+    p = from_torch(single)
+    torch.testing.assert_close(torch.from_numpy(p["bias_ih"]), single.bias_ih_l0.detach())
