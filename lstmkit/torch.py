@@ -17,9 +17,10 @@ loads both ways and a model can swap one class for the other. Two implementation
   USE_CPU_KERNEL = False or LSTMKIT_CPU_KERNEL=0 keeps the torch ops, and cpu_kernel_status()
   says which runs.
   The ops have fake implementations and vmap rules, so torch.compile (one graph, no break in the
-  layer), torch.export and torch.func (grad, vmap, jacrev) work; torch.func.jvp / jacfwd (forward
-  mode) do not. When the backward is itself differentiated (create_graph=True) it runs as
-  differentiable torch ops instead (_differentiable_backward): second derivatives are nn.LSTM's.
+  layer), torch.export and torch.func (grad, vmap, jacrev, and jvp / jacfwd through a forward-mode
+  rule) work; torch.autograd.forward_ad's dual tensors outside torch.func do not. When the backward
+  is itself differentiated (create_graph=True) it runs as differentiable torch ops instead
+  (_differentiable_backward): second derivatives are nn.LSTM's.
 - impl="loop": a readable cell loop whose gradient autograd derives. For teaching and checking.
 
 Equations of one step (gate order i, f, g, o; Hochreiter & Schmidhuber 1997, Gers et al. 2000):
@@ -445,6 +446,56 @@ def _save(ctx, inputs, saved):
 def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(*output[3:])
     _save(ctx, inputs, output[3:])
+    ctx.save_for_forward(*inputs[:9])
+
+
+def _layer_jvp(ctx, *tangents):
+    """Forward mode (torch.func.jvp, jacfwd): the tangents of y, h_T and c_T, propagated through a
+    plain forward loop (the product rule on each step's equations; None tangents count as zero):
+        da = dx W_ih^T + x dW_ih^T + db_ih + db_hh + dh W_hh^T + h dW_hh^T
+        di = i (1-i) da_i,  df, do likewise;  dg = (1-g^2) da_g
+        dc = df c_prev + f dc_prev + di g + i dg;  dr = do tanh(c) + o (1-tanh(c)^2) dc
+        dh = dr W_hr^T + r dW_hr^T (or dr); masked steps keep the previous state and tangent."""
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask = ctx.saved_tensors[:9]
+    tx, th0, tc0, tw_ih, tw_hh, tb_ih, tb_hh, tw_hr = tangents[:8]
+
+    def lin(a, w, ta, tw):                 # tangent of a @ w.T
+        out = 0
+        if ta is not None:
+            out = out + ta @ w.t()
+        if tw is not None:
+            out = out + a @ tw.t()
+        return out
+
+    zeros = torch.zeros_like
+    ta_x = lin(x, w_ih, tx, tw_ih) + (0 if tb_ih is None else tb_ih) + (0 if tb_hh is None else tb_hh)
+    b = None if b_ih is None else b_ih + b_hh
+    h, c = h0, c0
+    th = zeros(h0) if th0 is None else th0
+    tc = zeros(c0) if tc0 is None else tc0
+    tys = []
+    for t in range(x.shape[0]):
+        a = F.linear(x[t], w_ih, b) + h @ w_hh.t()
+        ta = ta_x[t] + lin(h, w_hh, th, tw_hh) if isinstance(ta_x, Tensor) else lin(h, w_hh, th, tw_hh)
+        a_i, a_f, a_g, a_o = a.chunk(4, 1)
+        i, f, g, o = torch.sigmoid(a_i), torch.sigmoid(a_f), torch.tanh(a_g), torch.sigmoid(a_o)
+        t_i, t_f, t_g, t_o = (ta if isinstance(ta, Tensor) else zeros(a)).chunk(4, 1)
+        t_i, t_f, t_o = i * (1 - i) * t_i, f * (1 - f) * t_f, o * (1 - o) * t_o
+        t_g = (1 - g * g) * t_g
+        c_new = f * c + i * g
+        tc_new = t_f * c + f * tc + t_i * g + i * t_g
+        k = torch.tanh(c_new)
+        r, t_r = o * k, t_o * k + o * (1 - k * k) * tc_new
+        h_new, th_new = (r, t_r) if w_hr is None else (r @ w_hr.t(), lin(r, w_hr, t_r, tw_hr))
+        if mask is not None:
+            m = mask[t]
+            tys.append(th_new * m)
+            c_new, tc_new = torch.where(m, c_new, c), torch.where(m, tc_new, tc)
+            h_new, th_new = torch.where(m, h_new, h), torch.where(m, th_new, th)
+        else:
+            tys.append(th_new)
+        h, c, th, tc = h_new, c_new, th_new, tc_new
+    return (torch.stack(tys), th, tc) + (None,) * 5
 
 
 def _train_backward(ctx, dy, dh_T, dc_T, *_):
@@ -552,6 +603,7 @@ class _LayerTrain(torch.autograd.Function):
 
     setup_context = staticmethod(_setup_context)
     backward = staticmethod(_train_backward)
+    jvp = staticmethod(_layer_jvp)
 
 
 class _LayerTrainEager(torch.autograd.Function):
@@ -646,7 +698,8 @@ def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, mask=None
     """
     if impl == "fused":
         args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask)
-        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+        if (torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+                or torch._C._functorch.peek_interpreter_stack() is not None):   # torch.func: jvp needs it
             return LSTMFunction.apply(*args)
         return _call(_layer_infer, _layer_infer_impl, *args)   # inference: nothing kept for a backward
     return _loop_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask)

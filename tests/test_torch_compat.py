@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.utils.prune
 from torch import nn
-from torch.func import functional_call, grad, jacrev, vmap
+from torch.func import functional_call, grad, jacfwd, jacrev, jvp, vmap
 from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence
 
 import lstmkit.torch as lt
@@ -456,6 +456,35 @@ def test_func_grad_vmap_jacobians(backend):
     torch.testing.assert_close(torch.autograd.functional.jacobian(f(ours), x, vectorize=True), want,
                                rtol=0, atol=1e-10)
     torch.testing.assert_close(jacrev(f(ours))(x), want, rtol=0, atol=1e-10)
+
+
+def test_forward_mode_jvp_and_jacfwd(backend):
+    """torch.func.jvp (w.r.t. the weights) and jacfwd (w.r.t. the input) equal nn.LSTM's; jacfwd of
+    the layer with a mask and a projection equals its jacrev."""
+    torch.manual_seed(0)
+    ref = nn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2).double()
+    ours = twin(ref)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    torch.testing.assert_close(jacfwd(lambda x: ours(x)[0])(x), jacrev(lambda x: ref(x)[0])(x),
+                               rtol=0, atol=1e-10)
+    params = {n: p.detach() for n, p in ours.named_parameters()}
+    tangents = {n: torch.randn_like(p) for n, p in params.items()}
+    got, want = (jvp(lambda p, m=m: functional_call(m, p, (x,))[1][1], (params,), (tangents,))[1]
+                 for m in (ours, ref))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+
+    g = torch.Generator().manual_seed(0)
+    T, B, D, H, P = 4, 3, 2, 3, 2
+    w = [torch.randn(*s, generator=g, dtype=torch.float64) for s in ((4 * H, D), (4 * H, P), (4 * H,),
+                                                                       (4 * H,), (P, H))]
+    mask = (torch.arange(T).unsqueeze(1) < torch.tensor([4, 2, 1])).unsqueeze(2)
+    h0, c0 = torch.randn(B, P, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+
+    def layer(x):
+        return torch.cat([t.flatten() for t in LSTMFunction.apply(x, h0, c0, *w, mask)])
+
+    xs = torch.randn(T, B, D, dtype=torch.float64)
+    torch.testing.assert_close(jacfwd(layer)(xs), jacrev(layer)(xs), rtol=0, atol=1e-12)
 
 
 def test_function_gradgradcheck():
