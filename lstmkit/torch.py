@@ -446,7 +446,8 @@ def _save(ctx, inputs, saved):
 def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(*output[3:])
     _save(ctx, inputs, output[3:])
-    ctx.save_for_forward(*inputs[:9])
+    if torch._C._functorch.peek_interpreter_stack() is not None and not torch.compiler.is_compiling():
+        ctx.save_for_forward(*inputs[:9])      # for _LayerTrainJvp
 
 
 def _layer_jvp(ctx, *tangents):
@@ -603,7 +604,21 @@ class _LayerTrain(torch.autograd.Function):
 
     setup_context = staticmethod(_setup_context)
     backward = staticmethod(_train_backward)
+
+
+class _LayerTrainJvp(_LayerTrain):
+    """_LayerTrain with a forward-mode rule, used under torch.func.jvp / jacfwd only: torch.compile
+    does not trace autograd.Functions that define jvp."""
+
     jvp = staticmethod(_layer_jvp)
+
+
+def _in_jvp():
+    """Whether a torch.func forward-mode transform (jvp, jacfwd) is active."""
+    from torch._C._functorch import TransformType
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+    return any(i.key() == TransformType.Jvp for i in retrieve_all_functorch_interpreters())
 
 
 class _LayerTrainEager(torch.autograd.Function):
@@ -663,6 +678,8 @@ class LSTMFunction:
         args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, _use_kernel(x, w_hh, w_hr, mask))
         if _plain_eager(*args):
             return _LayerTrainEager.apply(*args)
+        if not torch.compiler.is_compiling() and _in_jvp():
+            return _LayerTrainJvp.apply(*args)[:3]
         return _LayerTrain.apply(*args)[:3]
 
 
