@@ -15,11 +15,10 @@ import torch.nn.utils.prune
 from torch import nn
 from torch.func import functional_call, grad, jacfwd, jacrev, jvp, vmap
 from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence
+from torch.testing._internal import common_modules  # needs expecttest (the dev extra)
 
 import lstmkit.torch as lt
 from lstmkit.torch import LSTM, LSTMCell, LSTMFunction
-
-common_modules = pytest.importorskip("torch.testing._internal.common_modules")   # needs expecttest
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
