@@ -9,10 +9,9 @@ before Locale makes it the current page's renderer, and the glue look-up of a tr
 fragment falls back to it.
 """
 
-from sphinx.transforms import SphinxTransform
-
 from myst_nb import sphinx_
 from myst_nb.ext.glue import directives, roles, utils
+from sphinx.transforms import SphinxTransform
 
 _original = utils.retrieve_glue_data
 _original_load_renderer = sphinx_.load_renderer
