@@ -144,6 +144,30 @@ def test_no_page_loads_from_another_host(site):
         assert "unpkg.com" not in text and "cdn.jsdelivr" not in text, f"{rel} mentions a CDN"
 
 
+def _translated_docs(lang):
+    """Docnames that have a catalog in `lang` (book/locales/<lang>/LC_MESSAGES/<docname>.po)."""
+    base = REPO / "book" / "locales" / lang / "LC_MESSAGES"
+    return sorted(p.relative_to(base).with_suffix("").as_posix() for p in base.rglob("*.po"))
+
+
+def test_translations_change_the_prose_but_not_the_code_or_its_output(site):
+    pre = re.compile(r"<pre>(.*?)</pre>", re.S)
+    h1 = re.compile(r"<h1>(.*?)<a", re.S)
+    for lang in editions():
+        if lang == "en":
+            continue
+        docs = _translated_docs(lang)
+        assert "book/index" in docs, f"{lang} has no catalog of the index page"
+        for doc in docs:
+            english = (site / f"{doc}.html").read_text(encoding="utf-8")
+            chinese = (site / lang / f"{doc}.html").read_text(encoding="utf-8")
+            assert f'<html lang="{lang.replace("_", "-")}"' in chinese
+            title = h1.search(chinese).group(1)
+            assert title != h1.search(english).group(1), f"{lang}/{doc}: title left in English"
+            assert pre.findall(english), f"{doc}: no code cell to compare"
+            assert pre.findall(chinese) == pre.findall(english), f"{lang}/{doc}: code or outputs differ"
+
+
 # ----------------------------------------------------------------------------- in the browser
 
 def _record_failed_response(errors, response):
