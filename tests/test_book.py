@@ -241,9 +241,7 @@ def _visit(page, site, server, rel, shots):
     page.on("response", functools.partial(_record_failed_response, errors))
     page.set_viewport_size(DESKTOP)
     response = page.goto(server + rel, wait_until="load")
-    # the page shown, after a redirect (the site's index.html forwards to book/index.html)
-    report = {"status": response.status if response else None,
-              "shown": urlparse(page.url).path.removeprefix(urlparse(server).path)}
+    report = {"status": response.status if response else None}
     page.wait_for_load_state("networkidle")
 
     source = (site / rel).read_text(encoding="utf-8")
@@ -253,6 +251,8 @@ def _visit(page, site, server, rel, shots):
         report["math"] = page.locator("mjx-container").count()
     report["broken"] = page.evaluate(_BROKEN)
     report["no_alt"] = page.evaluate(_NO_ALT)
+    # the page shown, after a redirect (the site's index.html forwards to book/index.html)
+    report["shown"] = urlparse(page.url).path.removeprefix(urlparse(server).path)
     report["switcher"] = page.eval_on_selector_all(
         ".lang-switch a", "links => links.map(a => [a.getAttribute('hreflang'), a.href])")
     page.add_script_tag(path=str(AXE))
