@@ -21,8 +21,9 @@ import lstmkit
 from lstmkit import grading
 
 from . import stubs
+from .limits import Limits
 from .plan import student_cells
-from .sandbox import OUTPUT_CAP, SandboxUnavailable, run_child, unshare_command
+from .sandbox import SandboxUnavailable, run_child, unshare_command
 from .scan import scan
 
 HERE = Path(__file__).resolve().parent
@@ -58,16 +59,17 @@ def _hidden_paths(course):
     return paths
 
 
-def _read_outputs(out_dir, call_id):
+def _read_outputs(out_dir, call_id, limits: Limits):
     """The child's answer for one call: (status, message, outputs) with outputs rebuilt from arrays only."""
     meta_path, npz_path = out_dir / f"{call_id}.json", out_dir / f"{call_id}.npz"
     if not meta_path.exists() or not npz_path.exists():
         return None
-    if meta_path.stat().st_size > 100_000:
+    if meta_path.stat().st_size > limits.answer_bytes:
         return "crashed", "the result is malformed (too large)", None
     try:
         info = json.loads(meta_path.read_text())
-        status, message, meta = str(info["status"]), str(info["message"])[:500], dict(info["meta"])
+        status, meta = str(info["status"]), dict(info["meta"])
+        message = str(info["message"])[:limits.message_chars]
         if status not in {"done", "fail", "error", "flagged", "memory"}:
             raise ValueError(status)
         with np.load(npz_path, allow_pickle=False) as npz:
@@ -110,10 +112,10 @@ def _death_reason(run):
     return "crashed", f"the Python process exited (code {run['returncode']}) before finishing"
 
 
-def make_job(plan, student, notebook_text, *, course=None, timeout=60, memory=2048, isolate=True,
+def make_job(plan, student, notebook_text, *, course=None, limits: Limits | None = None, isolate=True,
              visible_only=False):
     return dict(plan=plan, student=student, notebook=notebook_text, course=str(course) if course else None,
-                timeout=float(timeout), memory=int(memory), isolate=isolate, visible_only=visible_only)
+                limits=limits or Limits(), isolate=isolate, visible_only=visible_only)
 
 
 def grade_submission(job):
@@ -133,13 +135,14 @@ def grade_submission(job):
     work = Path(tempfile.mkdtemp(prefix="lstmkit-grade-"))
     try:
         calls = _prepare(work, job, cells)
-        run = run_child(work, job["timeout"], isolate=job["isolate"], memory_mb=job["memory"])
+        run = run_child(work, job["limits"], isolate=job["isolate"])
         out = work / "out"
         if not (out / "ready.json").exists():
             raise SandboxUnavailable(f"the sandbox did not start:\n{run['stderr_tail']}")
         cell_info = _read_cell_info(out)
         runtime_flags = _read_flags(work)
-        flood = max((work / f).stat().st_size for f in ("stdout.txt", "stderr.txt")) >= OUTPUT_CAP
+        cap = job["limits"].file_bytes
+        flood = max((work / f).stat().st_size for f in ("stdout.txt", "stderr.txt")) >= cap
         forks = run["forks_refused"] or (out / "forks.json").exists()
         if flood or forks:  # the whole child is suspect: every part is affected
             what = ("wrote too much output (output flood)" if flood
@@ -149,7 +152,8 @@ def grade_submission(job):
             run = {**run, "crashed_all": ("memory", "its processes together used more than the memory "
                                                     "limit (the kernel killed one)")}
         for call, test, inputs in calls:
-            verdict = _judge(call, inputs, _read_outputs(out, call["id"]), run, cell_info, call["hidden"])
+            answer = _read_outputs(out, call["id"], job["limits"])
+            verdict = _judge(call, inputs, answer, run, cell_info, call["hidden"])
             if not call["hidden"]:  # seeds of hidden calls never leave this function
                 verdict.update(check=call["check"], fn=call["fn"], seed=call["seed"])
             parts[test.grade_id]["calls"].append(verdict)
@@ -207,10 +211,8 @@ def _prepare(work, job, cells):
             call = {"id": call_id, "check": c.check, "fn": c.fn, "hidden": c.hidden, "seed": c.seed}
             calls.append((call, test, inputs))
             job_calls.append({k: call[k] for k in ("id", "check", "fn")})
-    memory = job["memory"] * 2**20
-    limits = {"cpu": max(1, int(job["timeout"])), "memory": memory, "fsize": OUTPUT_CAP, "nproc": 64}
     spec = {"cells": cells, "calls": job_calls, "hide": _hidden_paths(job["course"]),
-            "isolate": job["isolate"], "limits": limits,
+            "isolate": job["isolate"], "limits": job["limits"].child_view(),
             "hide_proc": job["isolate"] and "--mount-proc" not in (unshare_command() or []),
             "guard_torch": not plan.uses_torch}
     (work / "job.json").write_text(json.dumps(spec))
