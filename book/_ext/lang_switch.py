@@ -48,7 +48,18 @@ def _jieba_dict(app, config):
         import opencc
 
         convert = opencc.OpenCC("s2twp").convert
-        words = [convert(w) for w in words]
+        # the corrections tools/i18n.py applies to the zh_TW catalogs (e.g. 迴圈網路 -> 循環網路)
+        phrases = Path(app.srcdir) / "book" / "locales" / "zh_TW" / "phrases.tsv"
+        fixes = [line.split("\t") for line in phrases.read_text(encoding="utf-8").splitlines()
+                 if line.count("\t") == 1 and not line.startswith("#")] if phrases.exists() else []
+
+        def traditional(word):
+            word = convert(word)
+            for wrong, right in fixes:
+                word = word.replace(wrong, right)
+            return word
+
+        words = [traditional(w) for w in words]
     path = Path(app.outdir).parent / "jieba_userdict.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{w} 100000 n\n" for w in dict.fromkeys(words)), encoding="utf-8")
