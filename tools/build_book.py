@@ -21,6 +21,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Settings a translation needs beyond `language`: myst-nb's fold button of a hidden cell (the book
+# folds only cells' source, tag hide-input) is labelled by these, not by a gettext catalog.
+LANGUAGE_OVERRIDES = {
+    "zh_CN": {"nb_code_prompt_show": "显示代码", "nb_code_prompt_hide": "隐藏代码"},
+    "zh_TW": {"nb_code_prompt_show": "顯示程式碼", "nb_code_prompt_hide": "隱藏程式碼"},
+}
+
 
 def editions():
     """{language: name} of every edition, English first (from _config.yml)."""
@@ -65,7 +72,8 @@ def build(root=REPO, languages=None, log=print):
     for lang in languages:
         start = time.perf_counter()
         out = build_dir / "i18n" / lang / "html"
-        overrides = {"language": lang, "nb_execution_cache_path": str(cache)}
+        overrides = {"language": lang, "nb_execution_cache_path": str(cache),
+                     **LANGUAGE_OVERRIDES.get(lang, {})}
         if _sphinx(out, overrides) != 0:
             raise RuntimeError(f"the {lang} build failed (see the log above)")
         shutil.rmtree(html / lang, ignore_errors=True)
