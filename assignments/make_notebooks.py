@@ -10,6 +10,8 @@ from pathlib import Path
 
 import nbformat
 
+from lstmkit import grading
+
 HERE = Path(__file__).resolve().parent
 STUB_HINT = "# (the hint above says where to start)"
 
@@ -43,14 +45,15 @@ def tests(text, grade_id, points):
                                                                   points=points))
 
 
-def check_tests(check, fn, grade_id, points, visible=(0, 1), hidden=range(100, 110), extra=""):
-    """An autograded cell: grading.check_<check>(fn) on visible seeds (plus `extra` visible code),
-    then on the hidden seeds."""
-    calls = [f"grading.check_{check}({fn}, seed={seed})" for seed in visible]
-    hidden_loop = [f"for seed in range({hidden.start}, {hidden.stop}):",
-                   f"    grading.check_{check}({fn}, seed=seed)"]
-    lines = [*calls, *([extra.strip()] if extra else []), "### BEGIN HIDDEN TESTS", *hidden_loop,
-             "### END HIDDEN TESTS"]
+def check_tests(check, fn, grade_id, points, hidden_per_kind=2):
+    """An autograded cell: `grading.Checks` on one visible seed per kind of sizes (B = 1, H = 1, ...,
+    any sizes), then hidden_per_kind hidden seeds per kind; its last line shows the points earned,
+    which nbgrader takes as partial credit."""
+    kinds = grading.CHECKS[check].kinds
+    lines = [f'checks = grading.Checks("{check}", points={points})']
+    lines += [f"checks({fn}, seed={seed})  # {kind}" for seed, kind in enumerate(kinds)]
+    lines += ["### BEGIN HIDDEN TESTS", f"for seed in range(100, {100 + hidden_per_kind * len(kinds)}):",
+              f"    checks({fn}, seed=seed)", "### END HIDDEN TESTS", "checks.points()"]
     return tests("\n".join(lines), grade_id, points)
 
 
@@ -158,8 +161,8 @@ def gate_activations(a):
     return i, f, g, o
     ### END SOLUTION
 ''', "gates"),
-    check_tests("gate_preactivations", "gate_preactivations", "test_gate_preactivations", 2, visible=(0,)),
-    check_tests("gate_activations", "gate_activations", "test_gate_activations", 2, visible=(0,)),
+    check_tests("gate_preactivations", "gate_preactivations", "test_gate_preactivations", 2),
+    check_tests("gate_activations", "gate_activations", "test_gate_activations", 2),
     md("""
 ## Part 3: one step of the cell (3 points)
 
@@ -351,8 +354,7 @@ def numerical_gradient(f, x, eps=1e-5):
     ### END SOLUTION
     return grad
 ''', "numerical_gradient"),
-    check_tests("numerical_gradient", "numerical_gradient", "test_numerical_gradient", 2,
-                visible=(0,), hidden=range(100, 105)),
+    check_tests("numerical_gradient", "numerical_gradient", "test_numerical_gradient", 2),
     solution("""
 # Check your backward against finite differences on L = sum(dhs * hs): print the relative errors.
 ### BEGIN SOLUTION
@@ -480,13 +482,7 @@ class LSTMCell(nn.Module):
         return lstm_step(x, h_prev, c_prev, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         ### END SOLUTION
 ''', "cell"),
-    check_tests("torch_cell", "LSTMCell", "test_cell", 3, visible=(0,), extra="""
-ref = nn.LSTMCell(3, 5).double()
-mine = LSTMCell(3, 5).double()
-mine.load_state_dict(ref.state_dict())
-x, h, c = torch.randn(2, 3).double(), torch.randn(2, 5).double(), torch.randn(2, 5).double()
-assert all(torch.allclose(a, b) for a, b in zip(mine(x, (h, c)), ref(x, (h, c))))
-"""),
+    check_tests("torch_cell", "LSTMCell", "test_cell", 3),
     md("""
 ## Part 2: the layer (3 points)
 
@@ -523,15 +519,7 @@ class LSTM(nn.Module):
         return torch.stack(hs), (h[None], c[None])
         ### END SOLUTION
 ''', "layer"),
-    check_tests("torch_layer", "LSTM", "test_layer", 3, visible=(0,), extra="""
-ref = nn.LSTM(3, 5).double()
-mine = LSTM(3, 5).double()
-mine.load_state_dict(ref.state_dict())
-xs = torch.randn(7, 2, 3).double()
-out, (h_n, c_n) = mine(xs)
-out_ref, (h_ref, c_ref) = ref(xs)
-assert torch.allclose(out, out_ref) and torch.allclose(h_n, h_ref) and torch.allclose(c_n, c_ref)
-"""),
+    check_tests("torch_layer", "LSTM", "test_layer", 3),
     md("""
 ## Part 3: the adding problem (3 points)
 
@@ -578,13 +566,7 @@ def predict(xs):
         return model(torch.tensor(xs, dtype=torch.float32)).numpy()
     ### END SOLUTION
 ''', "train"),
-    tests("""
-grading.check_adding(predict, seed=0)
-### BEGIN HIDDEN TESTS
-grading.check_adding(predict, seed=100)
-grading.check_adding(predict, seed=101)
-### END HIDDEN TESTS
-""", "test_adding", 3),
+    check_tests("adding", "predict", "test_adding", 3, hidden_per_kind=2),
 ]
 
 

@@ -14,17 +14,19 @@ Before any student code runs it
 3. sets rlimits (CPU, address space, file size, processes, no core dumps);
 4. installs an audit hook that refuses (and records) opening hidden paths and network connections.
 
-Then it executes the cells in order (the student's solution cells and the instructor's given cells;
-never test cells) and, for each check call, loads the inputs (np.load, allow_pickle=False), calls
-the student's function through the check's run step and writes the outputs as `<id>.npz` plus a
-small `<id>.json` (status and message), atomically, one call at a time. The trusted process
+Then it executes the cells in notebook order (the student's solution cells and the instructor's given
+cells; never test cells), and at the place of each test cell runs that part's check calls: it loads the
+inputs (np.load, allow_pickle=False), calls the student's function through the check's run step and
+writes the outputs as `<id>.npz` plus a small `<id>.json` (status and message), atomically, one call at
+a time; for a check whose function calls earlier student functions (`uses`) it calls it a second time
+with the grader's versions of those in place (`<id>~sub`). So a later cell that fails or never ends
+costs only the parts after it; `cells.json` says which cell was running. Cells after the last test
+cell are not run. The trusted process
 compares the outputs with the reference itself; nothing written here is trusted beyond its numbers.
 """
 
-import ctypes
 import json
 import os
-import resource
 import sys
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
@@ -34,11 +36,26 @@ MOUNT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noa
 MARKER = "[lstmkit-reference-used]"
 WORK = "/tmp/work"
 
-libc = ctypes.CDLL(None, use_errno=True)
-libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_LIBC = []
+
+
+def _libc():
+    """libc through ctypes, loaded on first use (Linux only: `lstmkit check` runs this file unsandboxed
+    on macOS and Windows too)."""
+    if not _LIBC:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                               ctypes.c_char_p]
+        _LIBC.append(libc)
+    return _LIBC[0]
 
 
 def _mount(source, target, fstype, flags, data=None):
+    import ctypes
+
+    libc = _libc()
     enc = lambda s: None if s is None else s.encode()  # noqa: E731
     if libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
         err = ctypes.get_errno()
@@ -111,6 +128,9 @@ def isolate_filesystem(workdir, hide, hide_proc=False):
 
 def drop_privileges():
     """No capability left and none to regain by exec: the mounts above cannot be undone."""
+    import ctypes
+
+    libc = _libc()
     pr_set_securebits, pr_capbset_drop, pr_set_no_new_privs = 28, 24, 38
     if libc.prctl(pr_set_securebits, 0xEF, 0, 0, 0) != 0:  # noroot, no_setuid_fixup, keep_caps, locked
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECUREBITS)")
@@ -135,20 +155,22 @@ def drop_privileges():
         raise RuntimeError("capabilities left after dropping them")
 
 
-class SockFilter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
-                ("k", ctypes.c_uint32)]
-
-
-class SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
-
-
 def forbid_unix_sockets():
     """A seccomp filter: socket(AF_UNIX, ...) fails with EPERM. The mounts hide no socket of the host's
     daemons, and a read-only mount does not stop connect(). Linux on x86_64 only; returns whether it is on."""
     if os.uname().machine != "x86_64":
         return False
+    import ctypes
+
+    libc = _libc()
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                    ("k", ctypes.c_uint32)]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
     load, jeq, ret = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K
     allow, eperm = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
     program = [
@@ -166,6 +188,10 @@ def forbid_unix_sockets():
 
 
 def set_limits(limits):
+    try:
+        import resource
+    except ImportError:  # Windows: `lstmkit check` runs unsandboxed, with only the wall timeout
+        return
     for name, value in (("RLIMIT_FSIZE", limits["fsize"]),
                         ("RLIMIT_NPROC", limits["nproc"]), ("RLIMIT_CORE", 0)):
         resource.setrlimit(getattr(resource, name), (value, value))
@@ -328,19 +354,59 @@ def only_main_process():
         os._exit(0)
 
 
-def run_cells(cells, namespace):
-    errors = {}
-    for grade_id, _role, source in cells:
-        only_main_process()
-        lines = ["pass" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
-        try:
-            exec(compile("\n".join(lines), f"<cell {grade_id}>", "exec"), namespace)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as e:  # noqa: BLE001 - the student's code
-            errors[grade_id] = f"{type(e).__name__}: {e}"[:300]
+def run_cell(cell, namespace, errors):
+    grade_id, _role, source = cell
     only_main_process()
-    return errors
+    lines = ["pass" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    try:
+        exec(compile("\n".join(lines), f"<cell {grade_id}>", "exec"), namespace)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - the student's code
+        errors[grade_id] = f"{type(e).__name__}: {e}"[:300]
+    only_main_process()
+
+
+RUNNER = {}  # the check runs and `substituted`, taken before any student code runs
+
+
+def one_call(call, out_id, namespace, workdir, flags_file, job, uses=()):
+    """Call the student's function on the call's inputs (with the grader's `uses` in place) and write
+    `out/<out_id>.npz` and `.json`."""
+    import numpy as np
+
+    runs, substituted = RUNNER["runs"], RUNNER["substituted"]
+    before = len(FLAGS)
+    if job.get("guard_torch"):
+        guard_torch(flags_file)
+    fn = namespace.get(call["fn"])
+    arrays, meta, status, message = {}, {}, "done", ""
+    try:
+        if fn is None:
+            raise NameError(f"name '{call['fn']}' is not defined")
+        with np.load(os.path.join(workdir, "in", f"{call['id']}.npz"), allow_pickle=False) as npz:
+            inputs = unflatten(npz)
+        if uses:
+            with substituted(fn, uses):
+                outputs = runs[call["check"]](fn, inputs)
+        else:
+            outputs = runs[call["check"]](fn, inputs)
+        for name, value in outputs.items():
+            encode(value, name, arrays, meta)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - the student's code
+        status, message = classify(e)
+    only_main_process()
+    if len(FLAGS) > before:
+        status, message = "flagged", FLAGS[before].replace(MARKER, "").strip()
+    out = os.path.join(workdir, "out", out_id)
+    np.savez(out + ".tmp.npz", **arrays)
+    os.replace(out + ".tmp.npz", out + ".npz")
+    write_json(out + ".json", {"status": status, "message": message[:500], "meta": meta})
+    if too_many_processes(job["limits"]["nproc"] // 2):
+        write_json(os.path.join(workdir, "out", "forks.json"), {"call": call["id"]})
+        os._exit(0)
 
 
 def too_many_processes(limit):
@@ -386,45 +452,34 @@ def main(workdir):
                       OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     import signal
 
-    import numpy as np
-    from _lstmkit_run import RUNS
+    import numpy  # noqa: F401 - loaded before the limits
+    from _lstmkit_run import ON_MISUSE, RUNS, substituted
 
-    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; the file-size limit should end us
+    RUNNER.update(runs=RUNS, substituted=substituted)
+    if hasattr(signal, "SIGXFSZ"):  # Python ignores it; the file-size limit should end us
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
     set_limits(job["limits"])
     install_audit_hook(job["hide"], flags_file, guard=job.get("guard_torch", False))
     write_json(os.path.join(workdir, "out", "ready.json"), {"isolated": job["isolate"]})
     namespace = {"__name__": "__main__"}
-    cell_errors = run_cells(job["cells"], namespace)
-    write_json(os.path.join(workdir, "out", "cells.json"),
-               {"errors": cell_errors, "flags": [f.replace(MARKER, "").strip() for f in FLAGS[:20]]})
+    ON_MISUSE.append(lambda message: flag(message, flags_file))
+    errors, done = {}, 0
+    cells_json = os.path.join(workdir, "out", "cells.json")
+
+    def progress(running):
+        write_json(cells_json, {"errors": errors, "running": running,
+                                "flags": [f.replace(MARKER, "").strip() for f in FLAGS[:20]]})
+
     for call in job["calls"]:
-        before = len(FLAGS)
-        if job.get("guard_torch"):
-            guard_torch(flags_file)
-        fn = namespace.get(call["fn"])
-        arrays, meta, status, message = {}, {}, "done", ""
-        try:
-            if fn is None:
-                raise NameError(f"name '{call['fn']}' is not defined")
-            with np.load(os.path.join(workdir, "in", f"{call['id']}.npz"), allow_pickle=False) as npz:
-                inputs = unflatten(npz)
-            outputs = RUNS[call["check"]](fn, inputs)
-            for name, value in outputs.items():
-                encode(value, name, arrays, meta)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as e:  # noqa: BLE001 - the student's code
-            status, message = classify(e)
-        only_main_process()
-        if len(FLAGS) > before:
-            status, message = "flagged", FLAGS[before].replace(MARKER, "").strip()
-        out = os.path.join(workdir, "out", call["id"])
-        np.savez(out + ".tmp.npz", **arrays)
-        os.replace(out + ".tmp.npz", out + ".npz")
-        write_json(out + ".json", {"status": status, "message": message[:500], "meta": meta})
-        if too_many_processes(job["limits"]["nproc"] // 2):
-            write_json(os.path.join(workdir, "out", "forks.json"), {"call": call["id"]})
-            os._exit(0)
+        while done < min(call["after"], len(job["cells"])):  # the cells above this part's test cell
+            progress(job["cells"][done][0])
+            run_cell(job["cells"][done], namespace, errors)
+            done += 1
+            progress(None)
+        one_call(call, call["id"], namespace, workdir, flags_file, job)
+        if call.get("uses"):  # again with the grader's versions of the earlier functions
+            one_call(call, call["id"] + "~sub", namespace, workdir, flags_file, job, call["uses"])
+    progress(None)
     sys.stdout.flush()
     os._exit(0)
 

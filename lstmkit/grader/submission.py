@@ -149,7 +149,7 @@ def grade_submission(job):
             run = {**run, "crashed_all": ("memory", "its processes together used more than the memory "
                                                     "limit (the kernel killed one)")}
         for call, test, inputs in calls:
-            verdict = _judge(call, inputs, _read_outputs(out, call["id"]), run, cell_info, call["hidden"])
+            verdict = _verdict(call, inputs, out, run, cell_info)
             if not call["hidden"]:  # seeds of hidden calls never leave this function
                 verdict.update(check=call["check"], fn=call["fn"], seed=call["seed"])
             parts[test.grade_id]["calls"].append(verdict)
@@ -161,11 +161,9 @@ def grade_submission(job):
         fn = test.calls[0].fn
         err = cell_info["errors"].get(defined_in.get(fn), "")
         if err.startswith("MemoryError"):
-            part["calls"] = [{"status": "memory", "message": f"cell {defined_in[fn]} ran out of memory",
-                              "hidden": False}]
+            part["calls"] = [_failed(test.check, "memory", f"cell {defined_in[fn]} ran out of memory")]
         if fn in tainted:
-            part["calls"] = [{"status": "flagged", "message": f"{tainted[fn]}: write it yourself",
-                              "hidden": False}]
+            part["calls"] = [_failed(test.check, "flagged", f"{tainted[fn]}: write it yourself")]
     # refused file or network access while the cells ran: the submission is flagged (the parts whose
     # checks repeat the attempt are flagged by their calls)
     return _finish(job, parts, flags + cell_info["flags"] + runtime_flags, start)
@@ -201,12 +199,13 @@ def _prepare(work, job, cells):
             if c.hidden and job["visible_only"]:
                 continue
             call_id = f"{test.grade_id}-{k}"
-            inputs = grading.CHECKS[c.check].make_inputs(c.seed)
-            child_inputs = grading.CHILD_INPUTS.get(c.check, lambda x: x)(inputs)
-            np.savez(work / "in" / f"{call_id}.npz", **_flatten(child_inputs))
+            check = grading.CHECKS[c.check]
+            inputs = check.make_inputs(c.seed)
+            np.savez(work / "in" / f"{call_id}.npz", **_flatten(check.child_inputs(inputs)))
             call = {"id": call_id, "check": c.check, "fn": c.fn, "hidden": c.hidden, "seed": c.seed}
             calls.append((call, test, inputs))
-            job_calls.append({k: call[k] for k in ("id", "check", "fn")})
+            job_calls.append({"id": call_id, "check": c.check, "fn": c.fn, "after": test.after,
+                              "uses": list(check.uses)})
     memory = job["memory"] * 2**20
     limits = {"cpu": max(1, int(job["timeout"])), "memory": memory, "fsize": OUTPUT_CAP, "nproc": 64}
     spec = {"cells": cells, "calls": job_calls, "hide": _hidden_paths(job["course"]),
@@ -222,11 +221,13 @@ def _read_cell_info(out):
     try:
         if path.exists() and path.stat().st_size < 100_000:
             info = json.loads(path.read_text())
+            running = info.get("running")
             return {"errors": {str(k): str(v)[:300] for k, v in dict(info["errors"]).items()},
-                    "flags": [str(f)[:300] for f in list(info["flags"])]}
+                    "flags": [str(f)[:300] for f in list(info["flags"])],
+                    "running": str(running)[:100] if running else None}
     except Exception:  # noqa: BLE001, S110 - the child may leave anything
         pass
-    return {"errors": {}, "flags": []}
+    return {"errors": {}, "flags": [], "running": None}
 
 
 def _read_flags(work):
@@ -238,30 +239,58 @@ def _read_flags(work):
     return [line.replace(stubs.MARKER, "").strip() for line in text.splitlines()[:20] if line.strip()]
 
 
-def _judge(call, inputs, answer, run, cell_info, hidden):
-    """One call's verdict: {status: pass|fail|error|..., message, hidden}."""
+def _failed(check_name, status, message, kind="*"):
+    """A verdict that fails every component (the call never answered, or the part is overruled)."""
+    names = grading.CHECKS[check_name].component_names
+    return {"status": status, "message": message, "hidden": False, "kind": kind,
+            "failures": dict.fromkeys(names, message), "note": ""}
+
+
+def _judge_answer(check, inputs, answer, run, cell_info):
+    """(status, {component: message or None}) of one answer of the child (None: it never answered)."""
+    names = check.component_names
     if run.get("crashed_all"):
         status, message = run["crashed_all"]
-        return {"status": status, "message": message, "hidden": hidden}
+        return status, dict.fromkeys(names, message)
     if answer is None:
         status, message = _death_reason(run)
-        return {"status": status, "message": message, "hidden": hidden}
+        if cell_info.get("running"):
+            message += f" while running cell {cell_info['running']}"
+        return status, dict.fromkeys(names, message)
     status, message, outputs = answer
     if status == "done":
-        try:
-            grading.CHECKS[call["check"]].compare(inputs, outputs)
-            return {"status": "pass", "message": "", "hidden": hidden}
-        except AssertionError as e:
-            return {"status": "fail", "message": str(e), "hidden": hidden}
-        except Exception as e:  # noqa: BLE001 - outputs the check could not read
-            return {"status": "crashed", "message": f"the result is malformed ({type(e).__name__}: {e})",
-                    "hidden": hidden}
+        failures = check.judge(inputs, outputs)
+        if any(m and m.startswith("the result is malformed") for m in failures.values()):
+            return "crashed", failures
+        return ("pass" if all(m is None for m in failures.values()) else "fail"), failures
     if status == "error" and message.startswith("NameError") and cell_info["errors"]:
         grade_id, err = next(iter(cell_info["errors"].items()))
         if err.startswith("MemoryError"):
-            return {"status": "memory", "message": f"cell {grade_id} ran out of memory", "hidden": hidden}
+            return "memory", dict.fromkeys(names, f"cell {grade_id} ran out of memory")
         message = f"{message} (cell {grade_id} raised {err})"
-    return {"status": status, "message": message, "hidden": hidden}
+    return status, dict.fromkeys(names, message or status)
+
+
+def _verdict(call, inputs, out, run, cell_info):
+    """One call's verdict: {status: pass|fail|error|..., message, hidden, kind, failures, note}; a call
+    that fails with the student's earlier functions is judged again with the grader's in their place."""
+    check = grading.CHECKS[call["check"]]
+    own_status, own = _judge_answer(check, inputs, _read_outputs(out, call["id"]), run, cell_info)
+    sub_status, sub = None, None
+    sub_answer = _read_outputs(out, call["id"] + "~sub") if check.uses and own_status != "pass" else None
+    if sub_answer is not None:
+        sub_status, sub = _judge_answer(check, inputs, sub_answer, run, cell_info)
+    v = grading.combine(check, call["seed"], own, sub)
+    if "flagged" in (own_status, sub_status):
+        status = "flagged"
+        v.failures = {k: m or (sub if sub_status == "flagged" else own)[k] for k, m in v.failures.items()}
+    elif v.passed:
+        status = "pass"
+    else:
+        status = sub_status or own_status
+    message = v.message if status != "pass" else ""
+    return {"status": status, "message": message, "hidden": call["hidden"], "kind": v.kind,
+            "failures": v.failures, "note": v.note}
 
 
 def _finish(job, parts, flags, start):
@@ -269,24 +298,32 @@ def _finish(job, parts, flags, start):
     reasons = []
     for test in plan.tests:
         part = parts[test.grade_id]
+        names = grading.CHECKS[test.check].component_names
+        verdicts = [grading.Verdict(test.check, 0, c.get("kind", "*"), c.get("failures") or
+                                    dict.fromkeys(names, c["message"] or c["status"])) for c in part["calls"]]
+        part["points"] = grading.part_points(test.points, verdicts, names) if part["calls"] else 0.0
         bad = [c for c in part["calls"] if c["status"] != "pass"]
-        if not part["calls"] or bad:
-            part["points"] = 0.0
-            if not bad:
-                bad = [{"status": "error", "message": "no check ran", "hidden": False}]
+        if not part["calls"]:
+            bad = [{"status": part["status"] if part["message"] else "error",
+                    "message": part["message"] or "no check ran", "hidden": False}]
+        notes = [c["note"] for c in part["calls"] if c.get("note")]
+        if bad:
             status = worst("ok" if c["status"] == "fail" else c["status"] for c in bad)
             first = next(c for c in bad if ("ok" if c["status"] == "fail" else c["status"]) == status)
             part["status"] = status
-            part["message"] = first["message"] + (" (hidden test)" if first["hidden"] else "")
-            part["message"] = part["message"] or status
+            where = "hidden test" if first["hidden"] else "visible test"
+            kind = first.get("kind", "*")
+            part["message"] = (first["message"] or status) + (f" ({where}, {kind})" if kind != "*" else
+                                                               " (hidden test)" if first["hidden"] else "")
+        elif notes:
+            part["message"] = notes[0]
+        if part["points"] < test.points:
             reasons.append(f"{test.grade_id}: {part['message']}")
-        else:
-            part["points"] = test.points
     status = worst(p["status"] for p in parts.values())
     extra = [f for f in flags if not any(f in r for r in reasons)]
     if extra:
         status = "flagged"
         reasons += extra[:3]
     return {"student": job["student"], "parts": parts, "status": status, "reason": "; ".join(reasons),
-            "total": sum(p["points"] for p in parts.values()), "max": plan.max_points,
+            "total": round(sum(p["points"] for p in parts.values()), 2), "max": plan.max_points,
             "seconds": time.perf_counter() - start}
