@@ -24,6 +24,25 @@ def _meta(grade_id, *, grade=False, solution=False, locked=False, points=None, t
     return {"nbgrader": meta}
 
 
+def rules(allowed, off_limits):
+    """The paragraph every notebook states: what is off limits, how the checks score, keep the outputs."""
+    return f"""
+**Rules.** Keep the names and signatures of the functions. {allowed} Off limits: {off_limits}, and code
+from another student; a part that uses them scores 0 and is flagged by the grader.
+
+**How the checks score.** Each test cell runs your function on one input of each kind of sizes (for
+example B = 1, H = 1, any sizes) and prints what fails; the grader runs more inputs of each kind with other
+seeds. A part's points are in proportion to the kinds of sizes (and, for gradients, the outputs such as
+`dx` and `dh_prev`) that pass on every input; the number the test cell shows is what the visible checks
+give. A function that calls one of your earlier functions is also graded with a correct version of that
+function in its place, so one mistake costs one part. `lstmkit check <notebook>.ipynb` runs the visible
+checks as the grader does.
+
+**Before you submit**, run *Kernel > Restart & Run All* and save the notebook **with its outputs**: the
+plots and written answers are graded by hand from what your notebook shows.
+"""
+
+
 def md(text, grade_id=None):
     cell = nbformat.v4.new_markdown_cell(text.strip())
     if grade_id:
@@ -90,9 +109,10 @@ Gers et al. 2000) in NumPy, in PyTorch's parameter layout:
 - $c = f \\odot c_{prev} + i \\odot g$ and $h = o \\odot \\tanh(c)$.
 
 Fill in every cell that says `raise NotImplementedError`. The test cells below each part check your
-function on random inputs against `lstmkit.reference`; the grader runs more tests with other seeds.
-Run *Kernel > Restart & Run All* before you submit.
-""", "intro"),
+function on random inputs against `lstmkit.reference`.
+""" + rules("You may use NumPy, matplotlib and the given `init_params`.",
+            "`lstmkit.reference` (other than `init_params`), `lstmkit.torch`, `torch`'s LSTM modules and "
+            "functions"), "intro"),
     code("""
 import numpy as np
 import matplotlib.pyplot as plt
@@ -167,7 +187,8 @@ def gate_activations(a):
 ## Part 3: one step of the cell (3 points)
 
 `cell_forward(x, (h_prev, c_prev), params)` returns `(h, c), cache`, like `lstmkit.reference.cell_forward`.
-The cache can be any dict you like here (assignment 2 uses the reference's cache).
+Name the gates `i`, `f`, `g`, `o` and the new state `h`, `c`: the given line after your code builds the
+cache from these names (any extra entries are up to you; assignment 2 uses the reference's cache).
 """, "p3"),
     solution('''
 def cell_forward(x, state, params):
@@ -197,7 +218,13 @@ def cell_forward(x, state, params):
 Set the biases so that $f \\approx 1$ and $i \\approx 0$ (for example `bias_ih[H:2H] = 10`,
 `bias_ih[:H] = -10`), start from a cell state $c_0$ of your choice and feed 50 steps of random
 inputs through your `cell_forward`. Plot $c_t$ (a few units) against $t$, and, on the same figure
-or a second one, the same run with ordinary random biases.
+or a second one, the same run with ordinary random biases. Then answer in the cell below the plot:
+
+**Question.** What does the cell state do when $f \\approx 1$ and $i \\approx 0$, and why does that
+let a gradient travel back over many steps? **Rubric (3 points):** 1 for the plot with both runs
+labelled; 1 for the behaviour ($c_t \\approx c_{t-1}$: the inputs are ignored and $c_0$ is kept, while with
+random biases $c_0$ is forgotten within a few steps); 1 for the reason
+($\\partial c_t / \\partial c_{t-1} = f \\approx 1$, so the gradient along $c$ does not shrink).
 """, "p4"),
     solution("""
 ### BEGIN SOLUTION
@@ -243,9 +270,9 @@ The forward pass is given: `lstmkit.reference.cell_forward` and `lstmkit.referen
 Their caches are dicts; a step cache has `x, h_prev, c_prev, i, f, g, o, tanh_c, params` and a
 sequence cache has `xs`, `hs` and `cs` of shape (T+1, B, H) (index 0 is the initial state), the gates
 `i, f, g, o` and `tanh_c` each (T, B, H), and `params`.
-
-Run *Kernel > Restart & Run All* before you submit.
-""", "intro"),
+""" + rules("You may use NumPy, matplotlib and the given `cell_forward`, `forward` and `init_params`.",
+            "`lstmkit.reference.cell_backward` and `backward`, `lstmkit.gradcheck`, `lstmkit.torch`, torch's "
+            "autograd and LSTM modules"), "intro"),
     code("""
 import numpy as np
 import matplotlib.pyplot as plt
@@ -356,7 +383,9 @@ def numerical_gradient(f, x, eps=1e-5):
 ''', "numerical_gradient"),
     check_tests("numerical_gradient", "numerical_gradient", "test_numerical_gradient", 2),
     solution("""
-# Check your backward against finite differences on L = sum(dhs * hs): print the relative errors.
+# Check your backward against finite differences on L = sum(dhs * hs): for xs and every parameter print
+# the relative error max|analytic - numeric| / max|numeric|. In float64 with eps = 1e-5 a correct backward
+# gives errors around 1e-9 to 1e-7; above 1e-5 something is wrong (a wrong gate block gives 1e-1 or more).
 ### BEGIN SOLUTION
 rng = np.random.default_rng(0)
 params = init_params(3, 4, rng=rng)
@@ -381,7 +410,14 @@ for name, analytic in [("xs", dxs)] + [(k, grads[k]) for k in params]:
 Run a sequence of T = 100 steps with only a loss on the last hidden state (`dhs` zero except
 `dhs[-1]`), and plot the norm of the gradient w.r.t. each input $x_t$ against $t$ (log scale).
 Compare the default initialisation with a forget-gate bias of 3 (`init_params(..., forget_bias=3.0)`,
-see Jozefowicz et al. 2015). Explain what you see.
+see Jozefowicz et al. 2015). Then answer in the cell below the plot:
+
+**Question.** How does $\\|\\partial L / \\partial x_t\\|$ change as $T - t$ grows, why, and what does a
+forget-gate bias of 3 change? **Rubric (3 points):** 1 for the plot (log scale, both initialisations,
+labelled); 1 for the decay (roughly geometric, by many orders of magnitude within a few tens of steps with the
+default initialisation) and its cause (each step multiplies the gradient along $c$ by $f$, and along $h$
+by Jacobians with gate derivatives); 1 for the effect of the bias ($f \\approx 0.95$, so the decay is far
+slower and early inputs still get a usable gradient).
 """, "p4"),
     solution("""
 ### BEGIN SOLUTION
@@ -423,11 +459,11 @@ so that loading an `nn.LSTM`'s weights into yours gives the same outputs. Then y
 the adding problem of Hochreiter & Schmidhuber (1997).
 
 Write the equations yourself with tensor operations: `torch.nn.LSTM`, `torch.nn.LSTMCell`, torch's
-fused LSTM functions and `lstmkit`'s implementations are what your code is compared with, so a part
-that calls them scores 0 and is flagged by the grader.
-
-Run *Kernel > Restart & Run All* before you submit (the training should take well under a minute).
-""", "intro"),
+fused LSTM functions and `lstmkit`'s implementations are what your code is compared with.
+""" + rules("You may use torch's tensor operations, `nn.Linear`, `nn.Parameter` and its optimisers. "
+            "The training should take well under a minute.",
+            "`torch.nn.LSTM`, `torch.nn.LSTMCell`, `torch.lstm`, `torch.lstm_cell` (and `torch._VF`), "
+            "`lstmkit.torch` and `lstmkit.reference`"), "intro"),
     code("""
 import numpy as np
 import torch

@@ -117,12 +117,16 @@ def course(tmp_path_factory):
            prepend=PROBE.replace("COURSE", str(course)).replace("PACKAGE", str(ROOT / "lstmkit"))
            .replace("CHECKOUT", str(ROOT)))
     edited(course, "bptt", "no_sum", "backward", "grads[k] += step_grads[k]", "grads[k] = step_grads[k]")
+    r = run("nbgrader", "generate_assignment", "pytorch", "--force", cwd=course)
+    assert r.returncode == 0, r.stdout + r.stderr
+    edited(course, "pytorch", "endless_training", "train", "### BEGIN SOLUTION\n",
+           "### BEGIN SOLUTION\nwhile True:\n    pass\n")
     runs = {}
-    for a, workers in (("gates", "2"), ("bptt", "1")):
+    for a, workers, timeout in (("gates", "2", "20"), ("bptt", "1", "20"), ("pytorch", "1", "12")):
         runs[a] = run("lstmkit.cli", "grade", a, "--course", str(course), "--workers", workers,
-                      "--timeout", "20")
+                      "--timeout", timeout)
         assert runs[a].returncode == 0, runs[a].stdout + runs[a].stderr
-    runs["csv"] = {a: read_csv(course / f"grades-{a}.csv") for a in ("gates", "bptt")}
+    runs["csv"] = {a: read_csv(course / f"grades-{a}.csv") for a in ("gates", "bptt", "pytorch")}
     return course, runs
 
 
@@ -156,6 +160,14 @@ def test_endless_loop_costs_only_its_part(course):
     assert endless["status"] == "timeout"
     assert endless["reason"] == ("test_cell_forward: did not finish within the time limit (wall clock) "
                                  "(visible test, B = 1)")
+
+
+def test_training_cell_that_never_ends_costs_only_the_training_part(course):
+    row = rows(course, "pytorch")["endless_training"]
+    assert (row["test_cell"], row["test_layer"], row["test_adding"]) == ("3", "3", "0")
+    assert row["status"] == "timeout"
+    assert row["reason"].startswith("test_adding: did not finish within the")
+    assert "while running cell train" in row["reason"]
 
 
 def test_bptt_uses_the_reference_cache_and_names_the_mistake(course):
@@ -206,7 +218,7 @@ def test_feedback_has_no_hidden_tests(course):
                 hidden += [line.strip() for line in block.splitlines() if line.strip()]
     assert "for seed in range(100, 108):" in hidden
     files = sorted((root / "feedback").glob("*/*/*.*"))
-    assert len(files) == 2 * 8  # html + json for 5 gates and 3 bptt students
+    assert len(files) == 2 * 9  # html + json for 5 gates, 3 bptt and 1 pytorch students
     for path in files:
         text = path.read_text()
         assert "HIDDEN TESTS" not in text and "grading.check_" not in text
