@@ -6,6 +6,7 @@ Each notebook is a list of cells. The helpers below attach nbgrader's cell metad
 `written` cells are manually graded answers.
 """
 
+import copy
 from pathlib import Path
 
 import nbformat
@@ -64,11 +65,12 @@ def tests(text, grade_id, points):
                                                                   points=points))
 
 
-def check_tests(check, fn, grade_id, points, hidden_per_kind=2):
+def check_tests(check, fn, grade_id, hidden_per_kind=2):
     """An autograded cell: `grading.Checks` on one visible seed per kind of sizes (B = 1, H = 1, ...,
     any sizes), then hidden_per_kind hidden seeds per kind; its last line shows the points earned,
     which nbgrader takes as partial credit."""
     kinds = grading.CHECKS[check].kinds
+    (points,) = [p[grade_id] for p in grading.POINTS.values() if grade_id in p]
     lines = [f'checks = grading.Checks("{check}", points={points})']
     lines += [f"checks({fn}, seed={seed})  # {kind}" for seed, kind in enumerate(kinds)]
     lines += ["### BEGIN HIDDEN TESTS", f"for seed in range(100, {100 + hidden_per_kind * len(kinds)}):",
@@ -81,15 +83,28 @@ def written(text, grade_id, points):
                                                                       points=points))
 
 
-def write(assignment, cells):
-    nb = nbformat.v4.new_notebook(cells=cells)
-    for k, cell in enumerate(nb.cells):   # stable ids, so regenerating changes nothing
+def build(cells):
+    """The notebook of a list of cells, with stable cell ids (regenerating changes nothing)."""
+    nb = nbformat.v4.new_notebook(cells=copy.deepcopy(cells))
+    for k, cell in enumerate(nb.cells):
         cell.id = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell-{k:02d}"
     nb.metadata = {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
                    "language_info": {"name": "python"}}
+    nbformat.validate(nb)
+    return nb
+
+
+def notebooks(steps=600):
+    """assignment -> notebook, as written to source/<assignment>/<assignment>.ipynb."""
+    out = {name: build(cells) for name, cells in (("gates", GATES), ("bptt", BPTT), ("pytorch", PYTORCH))}
+    train = next(c for c in out["pytorch"].cells if c.id == "train")
+    train.source = train.source.replace("STEPS_PLACEHOLDER", str(steps))
+    return out
+
+
+def write(assignment, nb):
     path = HERE / "source" / assignment / f"{assignment}.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.validate(nb)
     nbformat.write(nb, path)
     return path
 
@@ -142,7 +157,7 @@ def sigmoid(z):
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
     ### END SOLUTION
 ''', "sigmoid"),
-    check_tests("sigmoid", "sigmoid", "test_sigmoid", 2),
+    check_tests("sigmoid", "sigmoid", "test_sigmoid"),
     md("""
 ## Part 2: gate pre-activations and activations (2 + 2 points)
 
@@ -181,8 +196,8 @@ def gate_activations(a):
     return i, f, g, o
     ### END SOLUTION
 ''', "gates"),
-    check_tests("gate_preactivations", "gate_preactivations", "test_gate_preactivations", 2),
-    check_tests("gate_activations", "gate_activations", "test_gate_activations", 2),
+    check_tests("gate_preactivations", "gate_preactivations", "test_gate_preactivations"),
+    check_tests("gate_activations", "gate_activations", "test_gate_activations"),
     md("""
 ## Part 3: one step of the cell (3 points)
 
@@ -211,7 +226,7 @@ def cell_forward(x, state, params):
     cache = dict(x=x, h_prev=h_prev, c_prev=c_prev, i=i, f=f, g=g, o=o, params=params)
     return (h, c), cache
 ''', "cell_forward"),
-    check_tests("cell_forward", "cell_forward", "test_cell_forward", 3),
+    check_tests("cell_forward", "cell_forward", "test_cell_forward"),
     md("""
 ## Part 4: remembering (3 points, graded by hand)
 
@@ -322,7 +337,7 @@ def cell_backward(dstate, cache):
     ### END SOLUTION
     return dx, (dh_prev, dc_prev), grads
 ''', "cell_backward"),
-    check_tests("cell_backward", "cell_backward", "test_cell_backward", 4),
+    check_tests("cell_backward", "cell_backward", "test_cell_backward"),
     md("""
 ## Part 2: backward through the sequence (4 points)
 
@@ -356,7 +371,7 @@ def backward(dhs, dstate_T, cache):
     ### END SOLUTION
     return dxs, (dh, dc), grads
 ''', "backward"),
-    check_tests("backward", "backward", "test_backward", 4),
+    check_tests("backward", "backward", "test_backward"),
     md("""
 ## Part 3: a gradient check (2 points)
 
@@ -381,7 +396,7 @@ def numerical_gradient(f, x, eps=1e-5):
     ### END SOLUTION
     return grad
 ''', "numerical_gradient"),
-    check_tests("numerical_gradient", "numerical_gradient", "test_numerical_gradient", 2),
+    check_tests("numerical_gradient", "numerical_gradient", "test_numerical_gradient"),
     solution("""
 # Check your backward against finite differences on L = sum(dhs * hs): for xs and every parameter print
 # the relative error max|analytic - numeric| / max|numeric|. In float64 with eps = 1e-5 a correct backward
@@ -518,7 +533,7 @@ class LSTMCell(nn.Module):
         return lstm_step(x, h_prev, c_prev, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         ### END SOLUTION
 ''', "cell"),
-    check_tests("torch_cell", "LSTMCell", "test_cell", 3),
+    check_tests("torch_cell", "LSTMCell", "test_cell"),
     md("""
 ## Part 2: the layer (3 points)
 
@@ -555,7 +570,7 @@ class LSTM(nn.Module):
         return torch.stack(hs), (h[None], c[None])
         ### END SOLUTION
 ''', "layer"),
-    check_tests("torch_layer", "LSTM", "test_layer", 3),
+    check_tests("torch_layer", "LSTM", "test_layer"),
     md("""
 ## Part 3: the adding problem (3 points)
 
@@ -602,14 +617,12 @@ def predict(xs):
         return model(torch.tensor(xs, dtype=torch.float32)).numpy()
     ### END SOLUTION
 ''', "train"),
-    check_tests("adding", "predict", "test_adding", 3, hidden_per_kind=2),
+    check_tests("adding", "predict", "test_adding"),
 ]
 
 
 if __name__ == "__main__":
     import sys
 
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 600
-    PYTORCH[-2].source = PYTORCH[-2].source.replace("STEPS_PLACEHOLDER", str(steps))
-    for name, cells in (("gates", GATES), ("bptt", BPTT), ("pytorch", PYTORCH)):
-        print(write(name, cells))
+    for name, nb in notebooks(int(sys.argv[1]) if len(sys.argv) > 1 else 600).items():
+        print(write(name, nb))

@@ -36,10 +36,11 @@ MISTAKES = {
         {"test_gate_activations": 0},
     ),
     "no_tanh": ("gates", [("h = o * np.tanh(c)", "h = o * c")], {"test_cell_forward": 0}),
-    "forget_on_g": ("gates", [("c = f * c_prev + i * g", "c = i * c_prev + f * g")], {"test_cell_forward": 0}),
+    "forget_on_g": ("gates", [("c = f * c_prev + i * g", "c = i * c_prev + f * g")],
+                    {"test_cell_forward": 0}),
     # wrong only for a batch of one: the visible check with B = 1 shows it; 3 of 4 kinds of sizes pass
-    "squeeze_b1": ("gates", [("h = o * np.tanh(c)", "h = np.squeeze(o * np.tanh(c), axis=0) if x.shape[0] == 1 "
-                              "else o * np.tanh(c)")], {"test_cell_forward": 2.25}),
+    "squeeze_b1": ("gates", [("h = o * np.tanh(c)", "h = np.squeeze(o * np.tanh(c), axis=0) "
+                              "if x.shape[0] == 1 else o * np.tanh(c)")], {"test_cell_forward": 2.25}),
     # the weight gradients are right only when T = 1 (1 of 4 kinds); dxs, dh0, dc0 are right: 13 of 16
     "no_sum": ("bptt", [("grads[k] += step_grads[k]", "grads[k] = step_grads[k]")], {"test_backward": 3.25}),
     # dsigmoid's sign: dc_prev stays right (1 of 4 components); backward, right itself, keeps its points

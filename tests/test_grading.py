@@ -250,7 +250,8 @@ def test_substitutes_agree_with_the_reference():
         subs = grading_run.SUBSTITUTES
         np.testing.assert_allclose(subs["sigmoid"](inputs["x"] * 50), ref.sigmoid(inputs["x"] * 50))
         a = subs["gate_preactivations"](inputs["x"], inputs["h_prev"], inputs["params"])
-        np.testing.assert_allclose(a, ref.gate_preactivations(inputs["x"], inputs["h_prev"], inputs["params"]))
+        expected = ref.gate_preactivations(inputs["x"], inputs["h_prev"], inputs["params"])
+        np.testing.assert_allclose(a, expected)
         for got, expected in zip(subs["gate_activations"](a), gate_activations(a), strict=True):
             np.testing.assert_allclose(got, expected)
         got = subs["cell_backward"]((inputs["dh"], inputs["dc"]), cache)
