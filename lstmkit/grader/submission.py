@@ -97,11 +97,12 @@ def _death_reason(run):
     sig = run["signal"]
     if run["timed_out"]:
         return "timeout", "did not finish within the time limit (wall clock)"
-    if sig in (signal.SIGXCPU, signal.SIGKILL):  # SIGKILL: the hard CPU limit (one second after SIGXCPU)
+    # SIGKILL: the hard CPU limit (one second after SIGXCPU); getattr: Windows has neither
+    if sig and sig in (getattr(signal, "SIGXCPU", None), getattr(signal, "SIGKILL", None)):
         return "timeout", "did not finish within the CPU time limit"
     if run["forks_refused"]:
         return "crashed", "started too many processes (process limit)"
-    if sig == signal.SIGXFSZ:
+    if sig and sig == getattr(signal, "SIGXFSZ", None):
         return "crashed", "wrote too much output or too large a file (size limit)"
     if "MemoryError" in run["stderr_tail"]:
         return "memory", "ran out of memory"
