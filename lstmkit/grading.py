@@ -626,7 +626,8 @@ def _torch_layer_compare(inputs, out):
     _expect("c_n", out["c_n"], c_T[None], FORWARD_TOL, "c_n is the last c with shape (1, B, H) like nn.LSTM")
 
 
-check_torch_layer = Check("torch_layer", _backward_inputs, _torch_layer_compare, kinds=SEQUENCE_KINDS)
+check_torch_layer = Check("torch_layer", _backward_inputs, _torch_layer_compare, kinds=SEQUENCE_KINDS,
+                          uses=("lstm_step",))
 
 
 # ----------------------------------------------------------------------------- the adding problem

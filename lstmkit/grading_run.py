@@ -200,6 +200,14 @@ def _cell_backward(dstate, cache):
     return da @ p["weight_ih"], (da @ p["weight_hh"], dc * f), grads
 
 
+def _lstm_step(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih, bias_hh):  # the pytorch notebook's
+    import torch
+
+    a_i, a_f, a_g, a_o = (x @ weight_ih.T + bias_ih + h_prev @ weight_hh.T + bias_hh).chunk(4, dim=-1)
+    c = torch.sigmoid(a_f) * c_prev + torch.sigmoid(a_i) * torch.tanh(a_g)
+    return torch.sigmoid(a_o) * torch.tanh(c), c
+
+
 def _guarded(name, fn):
     def substitute(*args, **kwargs):
         if not _ACTIVE:
@@ -215,7 +223,7 @@ def _guarded(name, fn):
 
 SUBSTITUTES = {name: _guarded(name, fn) for name, fn in (
     ("sigmoid", _sigmoid), ("gate_preactivations", _gate_preactivations),
-    ("gate_activations", _gate_activations), ("cell_backward", _cell_backward))}
+    ("gate_activations", _gate_activations), ("cell_backward", _cell_backward), ("lstm_step", _lstm_step))}
 
 
 def _namespace(fn):

@@ -340,3 +340,33 @@ def test_a_later_part_is_graded_with_the_reference_in_place_of_an_earlier_bug():
 
     verdict = grading.CHECKS["cell_forward"].grade(broken_too, 3)
     assert not verdict.passed
+
+
+def test_the_torch_layer_is_graded_with_the_grader_s_lstm_step_in_place_of_a_wrong_one():
+    namespace = {"torch": torch, "nn": torch.nn}
+    exec(
+        "def lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh):\n"
+        "    a_i, a_f, a_g, a_o = (x @ w_ih.T + b_ih + h @ w_hh.T + b_hh).chunk(4, dim=-1)\n"
+        "    c = torch.sigmoid(a_i) * c + torch.sigmoid(a_f) * torch.tanh(a_g)  # i and f swapped\n"
+        "    return torch.sigmoid(a_o) * torch.tanh(c), c\n"
+        "class LSTM(nn.Module):\n"
+        "    def __init__(self, D, H):\n"
+        "        super().__init__()\n"
+        "        self.hidden_size = H\n"
+        "        for name, shape in (('weight_ih_l0', (4 * H, D)), ('weight_hh_l0', (4 * H, H)),\n"
+        "                            ('bias_ih_l0', (4 * H,)), ('bias_hh_l0', (4 * H,))):\n"
+        "            setattr(self, name, nn.Parameter(torch.zeros(shape)))\n"
+        "    def forward(self, xs, state):\n"
+        "        h, c = state[0][0], state[1][0]\n"
+        "        hs = []\n"
+        "        for x in xs:\n"
+        "            h, c = lstm_step(x, h, c, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0,\n"
+        "                             self.bias_hh_l0)\n"
+        "            hs.append(h)\n"
+        "        return torch.stack(hs), (h[None], c[None])\n",
+        namespace,
+    )
+    checks = grading.Checks("torch_layer", points=3)
+    assert all(checks(namespace["LSTM"], seed=s) for s in range(4)) and checks.points() == 3
+    assert "the grader's lstm_step in place of yours" in checks.verdicts[0].note
+    assert namespace["lstm_step"].__name__ == "lstm_step"
