@@ -1,6 +1,7 @@
 """The source notebooks of assignments/ against their one definition (cheap: no nbgrader, no kernel).
 
-- they are exactly what assignments/make_notebooks.py writes (a test that fails on drift);
+- they are exactly what assignments/make_notebooks.py builds from the MyST Markdown notebooks in
+  assignments/notebooks/ (a test that fails on drift), and their code lints clean;
 - every test cell is a `grading.Checks` with the points of `grading.POINTS`, a visible call per kind of
   sizes and hidden calls covering every kind equally;
 - every notebook states what is off limits and that the outputs must be kept; every written answer
@@ -8,6 +9,8 @@
 """
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -37,7 +40,8 @@ def built():
 def test_notebook_is_what_make_notebooks_writes(built, assignment):
     on_disk = (SOURCE / assignment / f"{assignment}.ipynb").read_text()
     assert nbformat.writes(built[assignment]) + "\n" == on_disk, (
-        f"source/{assignment} differs from make_notebooks.py: run `python assignments/make_notebooks.py`")
+        f"source/{assignment} differs from notebooks/{assignment}.md: "
+        "run `python assignments/make_notebooks.py`")
 
 
 @pytest.mark.parametrize("assignment", sorted(grading.POINTS))
@@ -74,3 +78,25 @@ def test_solution_cells_compile():
         for cell in nb.cells:
             if cell.cell_type == "code":
                 compile(cell.source, f"{assignment}:{cell.id}", "exec")
+
+
+@pytest.mark.parametrize("assignment", sorted(grading.POINTS))
+def test_the_code_of_the_notebooks_lints_clean(built, assignment):
+    """Every code cell (solutions, given code, tests) as one file through ruff: syntax, pyflakes, bugbear
+    (imports the given cells offer the student may stay unused)."""
+    code = "\n\n".join(c.source for c in built[assignment].cells if c.cell_type == "code") + "\n"
+    r = subprocess.run([sys.executable, "-m", "ruff", "check", "--select", "E9,F,B", "--ignore", "F401",
+                        "--stdin-filename", f"{assignment}.py", "-"],
+                       input=code, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_test_cell_that_disagrees_with_its_check_fails_the_build(tmp_path, monkeypatch):
+    module = make_notebooks()
+    text = (module.HERE / "notebooks" / "gates.md").read_text()
+    (tmp_path / "notebooks").mkdir()
+    wrong = text.replace("checks(sigmoid, seed=1)", "checks(sigmoid, seed=5)")
+    (tmp_path / "notebooks" / "gates.md").write_text(wrong)
+    monkeypatch.setattr(module, "HERE", tmp_path)
+    with pytest.raises(ValueError, match="the test cell test_sigmoid should read"):
+        module.build("gates")
