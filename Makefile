@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lstmkit-installed
 
-.PHONY: setup book test lint bench bench-grader clean
+.PHONY: setup book i18n-update i18n-stat test lint bench bench-grader clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,17 @@ $(STAMP): pyproject.toml tools/install-torch.sh tools/install-compiler.sh | $(PY
 setup: $(STAMP)
 	$(PY) -m lstmkit._cpu_kernel
 
+# English in _build/html, the translations in _build/html/zh_CN and _build/html/zh_TW (chapters executed once).
 book: setup
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
-	@echo "The book is in _build/html: open _build/html/index.html"
+	$(PY) tools/build_book.py
+
+# After changing English text: refresh the catalogs (changed messages become fuzzy), then translate
+# book/locales/zh_CN/LC_MESSAGES/*.po, run `$(PY) tools/i18n.py zh-tw` and `make book`.
+i18n-update: setup
+	$(PY) tools/i18n.py update
+
+i18n-stat: setup
+	$(PY) tools/i18n.py stat
 
 lint: setup
 	$(PY) -m ruff check lstmkit tests benchmarks
@@ -42,3 +50,4 @@ bench-grader: setup
 
 clean:
 	rm -rf _build
+	find book/locales -name '*.mo' -delete

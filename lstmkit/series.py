@@ -10,6 +10,7 @@ Forecasting (book/applied/forecasting.md):
 - make_windows, fit_ar, forecast_recursive: windows, a linear AR(p) baseline, recursive multi-step
   forecasts; origin_windows and horizon_errors evaluate forecasts per horizon.
 - torch_predictor: wraps a window regressor (x (p, B, 1) -> (B,)) as a NumPy predictor.
+- plot_forecasts: error per horizon and forecasts from chosen origins, side by side.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 __all__ = [
     "order_task", "bag_of_symbols", "sunspot_series", "split_by_time", "Scaler", "make_windows",
     "ARModel", "fit_ar", "forecast_recursive", "origin_windows", "horizon_errors", "torch_predictor",
+    "plot_forecasts",
 ]
 
 
@@ -188,3 +190,58 @@ def torch_predictor(model):
         with torch.no_grad():
             return model(x).double().numpy()
     return predict
+
+
+# ----------------------------------------------------------------------------- plots
+
+def plot_forecasts(years, z, origins, forecasts, mae, single_mae=(), first_years=(), before=15,
+                   unit="value"):
+    """The forecasting chapter's two panels: error per horizon, and forecasts from chosen origins.
+
+    Inputs:
+    - years (N,), z (N,): the series; origins (K,): index of the first forecast year per origin.
+    - forecasts: dict name -> (K, Hz) multi-step forecasts (one colour per name, C0, C1, ...).
+    - mae: dict name -> (Hz,) mean absolute error per horizon (same names).
+    - single_mae: sequence of (Hz,) errors drawn as thin lines (the members of an ensemble, whose
+      mean forecast is the last name in `forecasts`).
+    - first_years: the origins to draw on the right, as the first forecast year of each.
+    - before: how many years before the first origin the right panel starts.
+    - unit: the name of the series' unit, for the axis labels.
+    Returns:
+    - the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    years, z, origins = np.asarray(years), np.asarray(z), np.asarray(origins)
+    names = list(forecasts)
+    if list(mae) != names:
+        raise ValueError(f"mae must have the names of forecasts, {names}; got {list(mae)}")
+    horizon = np.asarray(forecasts[names[0]]).shape[1]
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    h = np.arange(1, horizon + 1)
+    for c, name in enumerate(names):
+        ax0.plot(h, mae[name], marker="o", color=f"C{c}", label=name)
+    for k, e in enumerate(single_mae):
+        ax0.plot(h, e, color=f"C{len(names) - 1}", lw=0.6, alpha=0.5,
+                 label="single networks" if k == 0 else None)
+    ax0.set(xlabel="horizon h (years ahead)", ylabel=f"MAE ({unit})", title="error per horizon")
+    ax0.legend()
+
+    span = np.arange(max(origins[0] - before, 0), len(z))
+    ax1.plot(years[span], z[span], "k.-", lw=1.2, label="actual")
+    for j, first_year in enumerate(first_years):
+        o = int(np.searchsorted(years, first_year))
+        hits = np.flatnonzero(origins == o)
+        if len(hits) == 0:
+            raise ValueError(f"{first_year} is not the first year of any forecast origin")
+        yrs = years[o] + np.arange(horizon)
+        inside = yrs <= years[-1]
+        for c, name in enumerate(names):
+            ax1.plot(yrs[inside], np.asarray(forecasts[name])[hits[0]][inside], color=f"C{c}",
+                     lw=1.5, label=name if j == 0 else None)
+        ax1.axvline(years[o] - 0.5, color="gray", ls=":")
+    ax1.set(xlabel="year", ylabel=unit,
+            title=f"{horizon}-year forecasts from {len(first_years)} origins")
+    ax1.legend(ncol=2, fontsize=8)
+    fig.tight_layout()
+    return fig

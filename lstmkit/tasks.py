@@ -252,3 +252,53 @@ def temporal_order(n, T, rng):
     x = np.eye(6, dtype=np.float32)[sym]
     y = (2 * first + second).astype(np.int64)
     return torch.from_numpy(x), torch.from_numpy(y)
+
+
+# ----------------------------------------------------------------------------- plots
+
+def plot_confusion(conf, ax=None, cmap="Blues"):
+    """Draw a confusion matrix with its counts written in the non-empty cells.
+
+    Inputs:
+    - conf: (C, C) integer array, conf[true, predicted] = number of examples.
+    - ax: matplotlib Axes (a new figure if None); cmap: a sequential colormap.
+    Returns:
+    - the AxesImage.
+    """
+    import matplotlib.pyplot as plt
+
+    conf = np.asarray(conf)
+    if conf.ndim != 2 or conf.shape[0] != conf.shape[1]:
+        raise ValueError(f"conf must be a square (C, C) matrix; got shape {conf.shape}")
+    if ax is None:
+        _, ax = plt.subplots()
+    C = conf.shape[0]
+    im = ax.imshow(conf, cmap=cmap)
+    for r, c in np.argwhere(conf):
+        ax.text(c, r, conf[r, c], ha="center", va="center", fontsize=7,
+                color="white" if conf[r, c] > conf.max() / 2 else "black")
+    ax.set(xticks=range(C), yticks=range(C), xlabel="predicted", ylabel="true",
+           title="test confusion matrix")
+    return im
+
+
+def plot_curves(ax, curves, *, smooth=10, reference=None, reference_label=None, **kwargs):
+    """Training curves, each as its moving average over `smooth` steps, one line per name.
+
+    Inputs:
+    - ax: matplotlib Axes.
+    - curves: dict label -> sequence of per-step losses.
+    - smooth: window of the moving average (1 for the raw curve).
+    - reference, reference_label: an optional horizontal dashed line (e.g. a trivial predictor).
+    - kwargs: passed to ax.set (xlabel, ylabel, yscale, title...).
+    """
+    for label, c in curves.items():
+        c = np.asarray(c, dtype=float)
+        if len(c) < smooth:
+            raise ValueError(f"curve {label!r} has {len(c)} steps, fewer than smooth={smooth}")
+        ax.plot(np.arange(smooth, len(c) + 1), np.convolve(c, np.ones(smooth) / smooth, mode="valid"),
+                label=label)
+    if reference is not None:
+        ax.axhline(reference, color="k", ls="--", lw=1, label=reference_label)
+    ax.set(xlabel="step", **kwargs)
+    ax.legend(fontsize=8)

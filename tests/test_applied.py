@@ -150,3 +150,37 @@ def test_temporal_order_lstm_with_forget_bias_learns_as_in_the_book():
     with torch.no_grad():
         acc = (model(x).argmax(1) == y).float().mean().item()
     assert acc > 0.9      # chance is 0.25
+
+
+def test_plot_confusion_writes_the_nonzero_counts():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conf = np.array([[5, 0, 1], [0, 7, 0], [2, 0, 3]])
+    fig, ax = plt.subplots()
+    im = tasks.plot_confusion(conf, ax=ax)
+    assert np.array_equal(im.get_array(), conf)
+    assert sorted(t.get_text() for t in ax.texts) == sorted(["5", "1", "7", "2", "3"])
+    assert ax.get_xlabel() == "predicted" and ax.get_ylabel() == "true"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="square"):
+        tasks.plot_confusion(np.zeros((2, 3)))
+
+
+def test_plot_curves_draws_moving_averages_and_the_reference():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    tasks.plot_curves(ax, {"a": np.arange(20.0), "b": np.ones(20)}, smooth=10, reference=0.5,
+                      reference_label="trivial", ylabel="loss")
+    a, b, ref = ax.lines
+    assert np.allclose(a.get_ydata(), np.arange(11) + 4.5)        # means of 10 consecutive values
+    assert np.allclose(a.get_xdata(), np.arange(10, 21))           # plotted at the window's end
+    assert np.allclose(b.get_ydata(), 1) and np.allclose(ref.get_ydata(), 0.5)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b", "trivial"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="fewer than smooth"):
+        tasks.plot_curves(ax, {"short": [1.0, 2.0]}, smooth=10)

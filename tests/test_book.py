@@ -1,15 +1,20 @@
-"""The book: a strict build from scratch, then every page opened in a real (headless) Chromium.
+"""The book: a strict build from scratch, then every page of every edition opened in a real Chromium.
 
-The build runs once per session (it executes every chapter) into a fresh temporary folder, with
-warnings as errors (-W), nitpicky references (-n) and a failing cell failing the build. The
-browser tests serve the built site on 127.0.0.1 and check, page by page, that MathJax rendered,
-that every image loaded, that nothing was logged as an error, and that no request left the local
-server. Chromium is Debian's (/usr/bin/chromium, installed by tools/install-browser.sh); if it is
-missing the browser tests fail, they do not skip.
+The build runs once per session into a fresh temporary folder, with tools/build_book.py, the script
+`make book` runs: English with warnings as errors (-W), nitpicky references (-n) and a failing cell
+failing the build, then the translations (_build/html/zh_CN, _build/html/zh_TW) from the same
+jupyter-cache. The browser tests serve the built site on 127.0.0.1 and visit each page once (one
+browser for the session): MathJax rendered, every image loaded and has alt text, nothing logged as
+an error, no request left the local server, axe-core (npm, tools/package.json) finds no serious or
+critical accessibility violation, and at a 390 px wide viewport (a phone) the page does not scroll
+sideways (a screenshot of each is kept in the session's temporary folder). Chromium is Debian's
+(/usr/bin/chromium) and axe-core comes from `npm ci --prefix tools`, both installed by
+tools/install-browser.sh; if either is missing the browser tests fail, they do not skip.
 """
 
 import functools
 import http.server
+import os
 import re
 import subprocess
 import sys
@@ -29,8 +34,9 @@ CHROMIUM_ARGS = [
     "--disable-sync", "--no-first-run",
 ]
 DOWNLOAD_TEXT = "Download this chapter as a notebook (.ipynb)"
-# Runs Jupyter Book's command line with this interpreter (the package has no __main__ module).
-JB = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())"]
+AXE = REPO / "tools" / "node_modules" / "axe-core" / "axe.min.js"
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
 
 
 def toc_docnames():
@@ -54,9 +60,10 @@ def toc_docnames():
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory):
-    """Build the book strictly into a fresh folder; return the folder of the HTML site."""
-    out = tmp_path_factory.mktemp("book")
-    cmd = [*JB, "build", str(REPO), "--path-output", str(out), "-W", "-n", "--keep-going"]
+    """Build the book strictly into a fresh folder (or into $LSTMKIT_BOOK_ROOT, reusing the build
+    there: a cached rebuild while working on the book); return the folder of the HTML site."""
+    out = Path(os.environ.get("LSTMKIT_BOOK_ROOT") or tmp_path_factory.mktemp("book"))
+    cmd = [sys.executable, str(REPO / "tools" / "build_book.py"), str(out)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     log = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)  # without terminal colours
     assert proc.returncode == 0, f"strict book build failed (exit {proc.returncode}):\n{log[-6000:]}"
@@ -94,10 +101,23 @@ def browser():
         b.close()
 
 
+def editions():
+    """{language: name} of the book's editions, English first (_config.yml's lstmkit_editions)."""
+    config = yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf-8"))
+    return config["sphinx"]["config"]["lstmkit_editions"]
+
+
+def edition_of(rel):
+    """('zh_CN', 'book/gates.html') for 'zh_CN/book/gates.html'; ('en', rel) for an English page."""
+    first, _, rest = rel.partition("/")
+    return (first, rest) if first in editions() and first != "en" else ("en", rel)
+
+
 def html_pages(site):
-    """Paths (relative to the site) of every HTML page, not counting theme templates in _static/."""
+    """Paths (relative to the site) of every HTML page of every edition, not counting theme
+    templates in _static/."""
     rels = (p.relative_to(site) for p in site.rglob("*.html"))
-    return sorted(r.as_posix() for r in rels if r.parts[0] != "_static")
+    return sorted(r.as_posix() for r in rels if "_static" not in r.parts)
 
 
 # ----------------------------------------------------------------------------- the build
@@ -131,39 +151,190 @@ def _record_failed_response(errors, response):
         errors.append(f"HTTP {response.status} {response.url}")
 
 
-def test_every_page_renders_in_chromium(site, server, browser):
+# Images without alt text: none, or only the image's file name, which is what Sphinx and MyST-NB
+# write when no alt is given (decorative images say so with alt="" and role="presentation").
+_NO_ALT = """() => Array.from(document.images).filter(img => {
+    if (img.getAttribute('role') === 'presentation') return false;
+    const alt = (img.getAttribute('alt') || '').trim();
+    return !alt || /^\\S+\\.(png|svg|jpe?g|gif|webp)$/i.test(alt);
+}).map(img => img.getAttribute('src'))"""
+
+# Loaded images that did not decode.
+_BROKEN = """async () => {
+    const imgs = Array.from(document.images);
+    await Promise.all(imgs.map(img => img.decode().catch(() => null)));
+    return imgs.filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.src);
+}"""
+
+# axe-core's violations of impact serious or critical, as readable lines.
+_AXE = """async () => {
+    const result = await axe.run(document, {resultTypes: ['violations']});
+    return result.violations.filter(v => ['serious', 'critical'].includes(v.impact)).map(v =>
+        `${v.impact} ${v.id}: ${v.help} (${v.helpUrl.split('?')[0]})\\n    on ` +
+        v.nodes.slice(0, 5).map(n => n.target.join(' ')).join('\\n    on '));
+}"""
+
+# How far the page scrolls sideways, and the visible elements that stick out of the viewport
+# without being inside a box that scrolls (or clips) horizontally on purpose: wide formulas and code
+# may scroll inside their own box, the page itself must not scroll sideways.
+_OVERFLOW = """() => {
+    const width = document.documentElement.clientWidth;
+    // inside a box that scrolls or clips sideways, or in a fixed layer (an off-canvas drawer),
+    // which does not make the page scroll
+    const clipped = el => {
+        if (getComputedStyle(el).position === 'fixed') return true;
+        for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+            const style = getComputedStyle(p);
+            const x = style.overflowX;
+            if (x === 'auto' || x === 'scroll' || x === 'hidden' || x === 'clip') return true;
+            if (style.position === 'fixed') return true;
+        }
+        return false;
+    };
+    const describe = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (
+        el.className && typeof el.className === 'string'
+            ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
+    const wide = [];
+    for (const el of document.body.querySelectorAll('*')) {
+        const r = el.getBoundingClientRect();
+        if (r.width === 0 || r.height === 0 || getComputedStyle(el).visibility === 'hidden') continue;
+        if (r.right > width + 1 && !clipped(el)) {
+            wide.push(`${describe(el)} (right edge ${Math.round(r.right)} px)`);
+        }
+        if (wide.length >= 5) break;
+    }
+    return {width, scrollWidth: document.documentElement.scrollWidth, wide};
+}"""
+
+
+def _visit(page, site, server, rel, shots):
+    """Open one page and collect what the tests check about it."""
     host = urlparse(server).netloc
-    pages = html_pages(site)
-    assert len(pages) >= len(toc_docnames())
-    for rel in pages:
-        page = browser.new_page()
-        requests, errors = [], []
-        page.on("request", lambda r, requests=requests: requests.append(r.url))
-        page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
-        page.on("response", functools.partial(_record_failed_response, errors))
-        response = page.goto(server + rel, wait_until="load")
-        assert response is not None and response.ok, f"{rel}: HTTP {response and response.status}"
-        page.wait_for_load_state("networkidle")
+    requests, errors = [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("response", functools.partial(_record_failed_response, errors))
+    page.set_viewport_size(DESKTOP)
+    response = page.goto(server + rel, wait_until="load")
+    # the page shown, after a redirect (the site's index.html forwards to book/index.html)
+    report = {"status": response.status if response else None,
+              "shown": urlparse(page.url).path.removeprefix(urlparse(server).path)}
+    page.wait_for_load_state("networkidle")
 
-        source = (site / rel).read_text(encoding="utf-8")
-        if re.search(r'class="math[ "]', source):
-            page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
-            assert page.locator("mjx-container").count() > 0, f"{rel}: MathJax did not render"
+    source = (site / rel).read_text(encoding="utf-8")
+    report["math"] = None
+    if re.search(r'class="math[ "]', source):
+        page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
+        report["math"] = page.locator("mjx-container").count()
+    report["broken"] = page.evaluate(_BROKEN)
+    report["no_alt"] = page.evaluate(_NO_ALT)
+    report["switcher"] = page.eval_on_selector_all(
+        ".lang-switch a", "links => links.map(a => [a.getAttribute('hreflang'), a.href])")
+    page.add_script_tag(path=str(AXE))
+    report["axe"] = page.evaluate(_AXE)
 
-        broken = page.evaluate(
-            """async () => {
-                const imgs = Array.from(document.images);
-                await Promise.all(imgs.map(img => img.decode().catch(() => null)));
-                return imgs.filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.src);
-            }"""
-        )
-        assert broken == [], f"{rel}: images that did not load: {broken}"
-        assert errors == [], f"{rel}: console errors: {errors}"
-        foreign = [u for u in requests if urlparse(u).scheme not in ("http", "data", "blob")]
-        foreign += [u for u in requests if urlparse(u).scheme == "http" and urlparse(u).netloc != host]
-        assert foreign == [], f"{rel}: requests outside the local site: {foreign}"
+    page.set_viewport_size(PHONE)
+    page.wait_for_timeout(100)  # let MathJax and the theme react to the resize
+    report["overflow"] = page.evaluate(_OVERFLOW)
+    shot = shots / (rel.replace("/", "__").removesuffix(".html") + "-390px.png")
+    page.screenshot(path=str(shot))  # the first screen, as a phone shows it
+    report["screenshot"] = shot
+
+    report["errors"] = errors
+    foreign = [u for u in requests if urlparse(u).scheme not in ("http", "data", "blob")]
+    foreign += [u for u in requests if urlparse(u).scheme == "http" and urlparse(u).netloc != host]
+    report["foreign"] = foreign
+    return report
+
+
+@pytest.fixture(scope="session")
+def visits(site, server, browser, tmp_path_factory):
+    """{page: report} for every page of every edition, each opened once in one browser context."""
+    if not AXE.exists():
+        pytest.fail(f"axe-core not found at {AXE}: run `bash tools/install-browser.sh`")
+    shots = tmp_path_factory.mktemp("screenshots")
+    context = browser.new_context(viewport=DESKTOP)
+    reports = {}
+    for rel in html_pages(site):
+        page = context.new_page()
+        reports[rel] = _visit(page, site, server, rel, shots)
         page.close()
+    context.close()
+    return reports
+
+
+def test_every_page_renders_in_chromium(site, visits):
+    assert len(visits) >= len(toc_docnames()) * len(editions())
+    for rel, report in visits.items():
+        assert report["status"] == 200, f"{rel}: HTTP {report['status']}"
+        if report["math"] is not None:
+            assert report["math"] > 0, f"{rel}: MathJax did not render"
+        assert report["broken"] == [], f"{rel}: images that did not load: {report['broken']}"
+        assert report["errors"] == [], f"{rel}: console errors: {report['errors']}"
+        assert report["foreign"] == [], f"{rel}: requests outside the local site: {report['foreign']}"
+
+
+def test_every_translated_page_typesets_its_math(site, visits):
+    for lang in editions():
+        if lang == "en":
+            continue
+        for doc in toc_docnames():
+            rel = f"{lang}/{doc}.html"
+            english = visits[f"{doc}.html"]["math"]
+            assert rel in visits, f"{rel} missing from the build"
+            assert visits[rel]["math"] == english, (
+                f"{rel}: {visits[rel]['math']} typeset formulas, the English page has {english}")
+
+
+def test_axe_finds_no_serious_accessibility_violation(visits):
+    found = {rel: report["axe"] for rel, report in visits.items() if report["axe"]}
+    assert not found, "axe-core (serious/critical):\n" + "\n".join(
+        f"{rel}:\n  " + "\n  ".join(lines) for rel, lines in found.items())
+
+
+def test_every_image_has_alt_text(visits):
+    missing = {rel: report["no_alt"] for rel, report in visits.items() if report["no_alt"]}
+    assert not missing, "images without alt text:\n" + "\n".join(
+        f"{rel}: {srcs}" for rel, srcs in missing.items())
+
+
+def test_no_page_scrolls_sideways_on_a_phone(visits):
+    bad = {}
+    for rel, report in visits.items():
+        assert report["screenshot"].stat().st_size > 0, f"{rel}: no 390 px screenshot"
+        o = report["overflow"]
+        if o["scrollWidth"] > o["width"] or o["wide"]:
+            bad[rel] = f"scrollWidth {o['scrollWidth']} > {o['width']} px; sticking out: {o['wide']}"
+    assert not bad, f"pages wider than a {PHONE['width']} px viewport:\n" + "\n".join(
+        f"{rel}: {why} (screenshot {visits[rel]['screenshot']})" for rel, why in bad.items())
+
+
+def test_switcher_leads_to_the_same_page_in_every_other_edition(site, server, visits):
+    langs = list(editions())
+    html_lang = {"en": "en", "zh_CN": "zh-Hans", "zh_TW": "zh-Hant"}
+    for rel, report in visits.items():
+        lang, inner = edition_of(report["shown"])
+        targets = {}
+        for code, href in report["switcher"]:
+            path = urlparse(href).path.removeprefix(urlparse(server).path)
+            targets[code] = path
+        expected = {html_lang[other]: inner if other == "en" else f"{other}/{inner}"
+                    for other in langs if other != lang}
+        assert targets == expected, f"{rel}: switcher links {targets}, expected {expected}"
+        for path in targets.values():
+            assert (site / path).is_file(), f"{rel}: switcher link to {path}, which does not exist"
+
+
+def test_chinese_search_finds_a_chapter_by_a_chinese_word(server, browser):
+    page = browser.new_page()
+    for lang, word in (("zh_CN", "遗忘门"), ("zh_TW", "遺忘門")):
+        page.goto(f"{server}{lang}/search.html?q={word}", wait_until="load")
+        page.wait_for_selector("ul.search li a", timeout=20_000)
+        hits = page.eval_on_selector_all("ul.search li a", "links => links.map(a => a.href)")
+        paths = {urlparse(h).path.removeprefix(urlparse(server).path).split("#")[0] for h in hits}
+        assert f"{lang}/book/notation.html" in paths, f"{lang}: search for {word} found {sorted(paths)}"
+    page.close()
 
 
 def test_sidebar_links_to_every_chapter(server, browser):

@@ -204,3 +204,29 @@ def test_lstm_one_step_forecast_beats_naive_as_in_the_book():
                                          origins)[0]
              for name, f in (("lstm", lstm_mean), ("ar", series.fit_ar(s[:n], P)))}
     assert np.all(mae_h["ar"][2:] < mae_h["lstm"][2:])   # ... 3 to 11 years ahead AR does
+
+
+def test_plot_forecasts_draws_errors_members_and_the_chosen_origins():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    years = np.arange(1900, 1940)
+    z = np.sin(years / 2.0)
+    origins = np.arange(30, 40)                                  # 1930..1939
+    fc = {"a": np.zeros((10, 4)), "b": np.ones((10, 4)) * np.arange(10)[:, None]}
+    mae = {"a": np.arange(4.0), "b": np.arange(4.0) + 1}
+    fig = series.plot_forecasts(years, z, origins, fc, mae, single_mae=[np.ones(4)] * 2,
+                                first_years=(1932,), before=5, unit="spots")
+    ax0, ax1 = fig.axes
+    assert len(ax0.lines) == 2 + 2 and ax0.get_ylabel() == "MAE (spots)"
+    assert np.allclose(ax0.lines[1].get_ydata(), mae["b"])
+    actual, line_a, line_b = ax1.lines[:3]
+    assert np.array_equal(actual.get_xdata(), years[25:])       # 5 years before the first origin
+    assert np.array_equal(line_b.get_xdata(), [1932, 1933, 1934, 1935])
+    assert np.allclose(line_b.get_ydata(), 2)                   # row of origin 1932 (index 2)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="not the first year"):
+        series.plot_forecasts(years, z, origins, fc, mae, first_years=(1920,))
+    with pytest.raises(ValueError, match="names"):
+        series.plot_forecasts(years, z, origins, fc, {"a": mae["a"]})

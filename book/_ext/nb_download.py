@@ -19,6 +19,7 @@ from sphinx.util import logging
 logger = logging.getLogger(__name__)
 
 LINK_TEXT = "Download this chapter as a notebook (.ipynb)"
+LINK_TEXTS = {"zh_CN": "下载本章的 notebook（.ipynb）", "zh_TW": "下載本章的 notebook（.ipynb）"}
 
 
 def _executed_path(app, docname):
@@ -38,7 +39,7 @@ def _add_link(app, pagename, templatename, context, doctree):
     href = pagename.split("/")[-1] + ".ipynb"
     link = (
         f'<p class="nb-download"><a class="reference download" href="{href}" download>'
-        f"{LINK_TEXT}</a></p>\n"
+        f"{LINK_TEXTS.get(app.config.language, LINK_TEXT)}</a></p>\n"
     )
     body = context["body"]
     end = body.find("</h1>")

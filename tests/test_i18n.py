@@ -1,0 +1,82 @@
+"""The translations' gettext catalogs (book/locales): complete, in step with each other, and using
+the glossary's terms. The built Chinese editions are checked in the browser by tests/test_book.py."""
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from babel.messages.pofile import read_po
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "book" / "_ext"))
+import i18n  # noqa: E402
+from lang_switch import glossary_terms  # noqa: E402
+
+CATALOGS = [(lang, doc) for lang in ("zh_CN", "zh_TW") for doc in i18n.catalogs(lang)]
+
+
+def read(lang, doc):
+    with open(i18n.catalogs(lang)[doc], "rb") as f:
+        return [m for m in read_po(f) if m.id]
+
+
+def test_there_are_chinese_catalogs():
+    docs = set(i18n.catalogs("zh_CN"))
+    assert {"book/index", "book/notation"} <= docs, docs
+    assert set(i18n.catalogs("zh_TW")) == docs, "every zh_CN catalog needs its zh_TW conversion"
+
+
+@pytest.mark.parametrize(("lang", "doc"), CATALOGS, ids=[f"{lang}/{doc}" for lang, doc in CATALOGS])
+def test_catalog_has_no_untranslated_or_fuzzy_message(lang, doc):
+    translated, fuzzy, untranslated = i18n.statistics(i18n.catalogs(lang)[doc])
+    assert translated > 0
+    bad = [m.id for m in read(lang, doc) if m.fuzzy or not m.string]
+    assert (fuzzy, untranslated) == (0, 0), (
+        f"{lang}/{doc}: {fuzzy} fuzzy, {untranslated} untranslated messages, e.g. {bad[:3]}")
+
+
+def test_zh_tw_is_the_opencc_conversion_of_zh_cn(tmp_path):
+    i18n.to_traditional(tmp_path)
+    for doc, path in i18n.catalogs("zh_TW").items():
+        with open(path, "rb") as f:
+            checked_in = {m.id: m.string for m in read_po(f) if m.id}
+        with open(tmp_path / "zh_TW" / "LC_MESSAGES" / f"{doc}.po", "rb") as f:
+            generated = {m.id: m.string for m in read_po(f) if m.id}
+        stale = [k for k in generated if checked_in.get(k) != generated[k]]
+        assert not stale, f"zh_TW/{doc} is stale (run `python tools/i18n.py zh-tw`): {stale[:3]}"
+
+
+def test_conversion_is_phrase_level_with_taiwan_usage():
+    convert = i18n.traditional_converter()
+    assert convert("遗忘门控制细胞状态") == "遺忘門控制細胞狀態"
+    assert convert("软件的内存") == "軟體的記憶體"  # Taiwan words, not character-by-character 軟件/內存
+
+
+def _english(term):
+    """A regex for an English term and its plural, as a whole word."""
+    return re.compile(r"\b" + re.escape(term) + r"(s|es)?\b", re.I)
+
+
+@pytest.mark.parametrize("lang", ["zh_CN", "zh_TW"])
+def test_glossary_terms_are_used_consistently(lang):
+    convert = i18n.traditional_converter() if lang == "zh_TW" else (lambda s: s)
+    entries = [(en, convert(zhs[0])) for en, zhs in glossary_terms(REPO / "book" / "notation.md")]
+    assert len(entries) >= 15 and ("forget gate", convert("遗忘门")) in entries
+    # longer terms first: "forget gate" is checked as such, then "gate" on what is left
+    entries.sort(key=lambda e: -len(e[0]))
+    wrong = []
+    for doc in i18n.catalogs(lang):
+        for m in read(lang, doc):
+            if m.id in {en for en, _ in entries}:
+                continue  # the glossary's own English term lines stay English
+            english, chinese = m.id, m.string
+            for en, zh in entries:
+                if not _english(en).search(english):
+                    continue
+                acronym = en.isupper() and en in chinese  # LSTM may stay LSTM
+                if zh not in chinese and not acronym:
+                    wrong.append(f"{doc}: '{en}' is not translated as {zh} in: {chinese[:80]}")
+                english = _english(en).sub(" ", english)
+    assert not wrong, "\n".join(wrong)
