@@ -4,7 +4,9 @@ This module imports only NumPy (and torch inside the PyTorch runs), never the re
 the grader's sandbox can load it next to the student's code without giving that code the
 reference. Every run takes plain inputs (the backward runs get the reference's forward cache in
 `inputs["cache"]`, computed by the trusted process) and returns a dict of outputs; a malformed
-answer raises AssertionError with a message in the student's terms.
+answer raises AssertionError with a message in the student's terms. `SUBSTITUTES` are the grader's
+versions of the functions a later part calls (sigmoid, gate_activations, cell_backward, lstm_step...):
+a failing call is run again with them in place (`substituted`), and they answer only then.
 """
 
 from __future__ import annotations
