@@ -1013,10 +1013,11 @@ def _(ctx):
 @case(
     "exit_while_defining",
     "gates",
-    all_zero("gates"),
+    zero("gates", "test_sigmoid"),
     "crashed",
-    ["test_sigmoid:"],
-    doc="os._exit at the top level of the first solution cell: nothing is defined",
+    ["test_sigmoid:", "cell sigmoid was left out: the Python process exited"],
+    doc="os._exit at the top level of the first solution cell, after sigmoid is defined: the grader starts "
+    "again without that cell, so only the part that needs it loses its points",
 )
 def _(ctx):
     return append(ctx.source("gates"), "sigmoid", "import os\nos._exit(3)")

@@ -112,6 +112,8 @@ def course(tmp_path_factory):
     edited(course, "gates", "wrong", "cell_forward", "h = o * np.tanh(c)", "h = o * c")
     edited(course, "gates", "endless", "cell_forward", "h_prev, c_prev = state\n",
            "h_prev, c_prev = state\n    while True:\n        pass\n")
+    edited(course, "gates", "endless_first_cell", "sigmoid", "def sigmoid(z):", "def sigmoid(z):",
+           prepend="while True:\n    pass")
     edited(course, "gates", "probe", "sigmoid", "### BEGIN SOLUTION\n",
            "### BEGIN SOLUTION\n    assert not probes, probes\n",
            prepend=PROBE.replace("COURSE", str(course)).replace("PACKAGE", str(ROOT / "lstmkit"))
@@ -138,7 +140,7 @@ def test_csv_columns_points_status_and_reason(course):
     with open(course[0] / "grades-gates.csv") as f:
         assert f.readline().strip() == ",".join(["student", *GATES_PARTS, "total", "max", "status", "reason"])
     gates = rows(course, "gates")
-    assert sorted(gates) == ["blank", "endless", "honest", "probe", "wrong"]
+    assert sorted(gates) == ["blank", "endless", "endless_first_cell", "honest", "probe", "wrong"]
     assert [gates["honest"][p] for p in GATES_PARTS] == ["2", "2", "2", "3"]
     assert (gates["honest"]["total"], gates["honest"]["max"], gates["honest"]["status"]) == ("9", "9", "ok")
     assert gates["honest"]["reason"] == ""
@@ -166,8 +168,18 @@ def test_training_cell_that_never_ends_costs_only_the_training_part(course):
     row = rows(course, "pytorch")["endless_training"]
     assert (row["test_cell"], row["test_layer"], row["test_adding"]) == ("3", "3", "0")
     assert row["status"] == "timeout"
-    assert row["reason"].startswith("test_adding: did not finish within the")
-    assert "while running cell train" in row["reason"]
+    assert row["reason"].startswith("test_adding: NameError: name 'predict' is not defined (cell train was "
+                                    "left out: did not finish within the")
+
+
+def test_a_first_cell_that_never_ends_costs_only_its_part(course):
+    # the child dies in cell sigmoid; a second child runs without that cell and grades the other parts
+    # (gate_activations and cell_forward call sigmoid: graded with the grader's sigmoid in its place)
+    row = rows(course, "gates")["endless_first_cell"]
+    assert [row[p] for p in GATES_PARTS] == ["0", "2", "2", "3"]
+    assert row["status"] == "timeout"
+    assert row["reason"].startswith("test_sigmoid: NameError: name 'sigmoid' is not defined (cell sigmoid "
+                                    "was left out: did not finish within the time limit")
 
 
 def test_bptt_uses_the_reference_cache_and_names_the_mistake(course):
@@ -218,7 +230,7 @@ def test_feedback_has_no_hidden_tests(course):
                 hidden += [line.strip() for line in block.splitlines() if line.strip()]
     assert "for seed in range(100, 108):" in hidden
     files = sorted((root / "feedback").glob("*/*/*.*"))
-    assert len(files) == 2 * 9  # html + json for 5 gates, 3 bptt and 1 pytorch students
+    assert len(files) == 2 * 10  # html + json for 6 gates, 3 bptt and 1 pytorch students
     for path in files:
         text = path.read_text()
         assert "HIDDEN TESTS" not in text and "grading.check_" not in text
@@ -229,7 +241,7 @@ def test_feedback_has_no_hidden_tests(course):
 
 def test_autograded_notebooks_exist_with_the_instructor_cells(course):
     root = course[0]
-    for a, students in (("gates", 5), ("bptt", 3)):
+    for a, students in (("gates", 6), ("bptt", 3)):
         paths = sorted((root / "autograded").glob(f"*/{a}/{a}.ipynb"))
         assert len(paths) == students
     nb = nbformat.read(root / "autograded" / "wrong" / "gates" / "gates.ipynb", 4)

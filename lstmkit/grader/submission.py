@@ -1,6 +1,9 @@
 """Grade one submission: make_inputs (trusted) -> run (sandboxed child) -> compare (trusted).
 
-`grade_submission(job)` is the unit of work a local process pool or a Dask worker runs. The job is
+`grade_submission(job)` is the unit of work a local process pool or a Dask worker runs. When the child
+dies before it reaches every part (a cell or a call that never ends, a crash), a new child is started for
+the parts it did not reach, without the cell that never finished (at most MAX_RUNS children): a slow or
+broken cell costs only the parts that need it. The job is
 plain data (the plan, the student's notebook text, limits), so it needs nothing from the course
 folder; it returns plain data (points and messages per test cell).
 """
@@ -27,6 +30,7 @@ from .scan import scan
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = Path(lstmkit.__file__).resolve().parent
+MAX_RUNS = 3  # a child that dies is started again (at most twice) for the parts it did not reach
 # most severe first
 SEVERITY = ["flagged", "crashed", "memory", "timeout", "error", "ok"]
 
@@ -131,31 +135,41 @@ def grade_submission(job):
         return _finish(job, parts, [], start)
     cells = student_cells(plan, nb)
     tainted, flags = scan(cells, plan.allowed_reference)
-    work = Path(tempfile.mkdtemp(prefix="lstmkit-grade-"))
-    try:
-        calls = _prepare(work, job, cells)
-        run = run_child(work, job["timeout"], isolate=job["isolate"], memory_mb=job["memory"])
-        out = work / "out"
-        if not (out / "ready.json").exists():
-            raise SandboxUnavailable(f"the sandbox did not start:\n{run['stderr_tail']}")
-        cell_info = _read_cell_info(out)
-        runtime_flags = _read_flags(work)
-        flood = max((work / f).stat().st_size for f in ("stdout.txt", "stderr.txt")) >= OUTPUT_CAP
-        forks = run["forks_refused"] or (out / "forks.json").exists()
-        if flood or forks:  # the whole child is suspect: every part is affected
-            what = ("wrote too much output (output flood)" if flood
-                    else "started too many processes (process limit)")
-            run = {**run, "crashed_all": ("crashed", what)}
-        elif run["oom_killed"]:  # its processes together outgrew the memory limit: likewise
-            run = {**run, "crashed_all": ("memory", "its processes together used more than the memory "
-                                                    "limit (the kernel killed one)")}
-        for call, test, inputs in calls:
-            verdict = _verdict(call, inputs, out, run, cell_info)
-            if not call["hidden"]:  # seeds of hidden calls never leave this function
-                verdict.update(check=call["check"], fn=call["fn"], seed=call["seed"])
-            parts[test.grade_id]["calls"].append(verdict)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    verdicts, runtime_flags = {}, []
+    cell_info = {"errors": {}, "flags": [], "running": None, "blanked": {}}
+    pending = None  # the calls still to run (None: all); cell_info["blanked"]: cells left out
+    for _ in range(MAX_RUNS):
+        work = Path(tempfile.mkdtemp(prefix="lstmkit-grade-"))
+        try:
+            shown = [(g, role, "" if g in cell_info["blanked"] else source) for g, role, source in cells]
+            calls = _prepare(work, job, shown, pending)
+            run, info = _run_once(work, job)
+            runtime_flags += [f for f in _read_flags(work) if f not in runtime_flags]
+            cell_info["errors"].update(info["errors"])
+            cell_info["flags"] += [f for f in info["flags"] if f not in cell_info["flags"]]
+            answered = {call["id"] for call, _, _ in calls if (work / "out" / f"{call['id']}.json").exists()}
+            for call, test, inputs in calls:
+                verdict = _verdict(call, inputs, work / "out", run, cell_info)
+                if not call["hidden"]:  # seeds of hidden calls never leave this function
+                    verdict.update(check=call["check"], fn=call["fn"], seed=call["seed"])
+                verdicts[call["id"]] = (test, verdict)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        unanswered = [(call, test) for call, test, _ in calls if call["id"] not in answered]
+        if run.get("crashed_all") or not unanswered:
+            break
+        # it died: while running a cell (left out next time: the parts that need it lose their points,
+        # the others are graded), or in a call (its part keeps that verdict; the other parts go on)
+        if info["running"] and info["running"] not in cell_info["blanked"]:
+            cell_info["blanked"][info["running"]] = _death_reason(run)
+            pending = {call["id"] for call, _ in unanswered}
+        else:
+            stuck = unanswered[0][1].grade_id
+            pending = {call["id"] for call, test in unanswered if test.grade_id != stuck}
+        if not pending:
+            break
+    for test in plan.tests:
+        parts[test.grade_id]["calls"] = [v for t, v in verdicts.values() if t is test]
     defined_in = _defined_in(cells)
     for test in plan.tests:
         part = parts[test.grade_id]
@@ -168,6 +182,24 @@ def grade_submission(job):
     # refused file or network access while the cells ran: the submission is flagged (the parts whose
     # checks repeat the attempt are flagged by their calls)
     return _finish(job, parts, flags + cell_info["flags"] + runtime_flags, start)
+
+
+def _run_once(work, job):
+    """One run of the child on the prepared `work` folder: (run, cell info)."""
+    run = run_child(work, job["timeout"], isolate=job["isolate"], memory_mb=job["memory"])
+    out = work / "out"
+    if not (out / "ready.json").exists():
+        raise SandboxUnavailable(f"the sandbox did not start:\n{run['stderr_tail']}")
+    flood = max((work / f).stat().st_size for f in ("stdout.txt", "stderr.txt")) >= OUTPUT_CAP
+    forks = run["forks_refused"] or (out / "forks.json").exists()
+    if flood or forks:  # the whole child is suspect: every part is affected
+        what = ("wrote too much output (output flood)" if flood
+                else "started too many processes (process limit)")
+        run = {**run, "crashed_all": ("crashed", what)}
+    elif run["oom_killed"]:  # its processes together outgrew the memory limit: likewise
+        run = {**run, "crashed_all": ("memory", "its processes together used more than the memory "
+                                                "limit (the kernel killed one)")}
+    return run, _read_cell_info(out)
 
 
 def _defined_in(cells):
@@ -186,7 +218,9 @@ def _defined_in(cells):
     return out
 
 
-def _prepare(work, job, cells):
+def _prepare(work, job, cells, pending=None):
+    """The child's folder: its code, the stand-in package, the inputs of the calls (only the `pending`
+    call ids, when given) and job.json. Returns [(call, test, inputs)]."""
     plan = job["plan"]
     (work / "in").mkdir()
     (work / "out").mkdir()
@@ -200,6 +234,8 @@ def _prepare(work, job, cells):
             if c.hidden and job["visible_only"]:
                 continue
             call_id = f"{test.grade_id}-{k}"
+            if pending is not None and call_id not in pending:
+                continue
             check = grading.CHECKS[c.check]
             inputs = check.make_inputs(c.seed)
             np.savez(work / "in" / f"{call_id}.npz", **_flatten(check.child_inputs(inputs)))
@@ -264,11 +300,14 @@ def _judge_answer(check, inputs, answer, run, cell_info):
         if any(m and m.startswith("the result is malformed") for m in failures.values()):
             return "crashed", failures
         return ("pass" if all(m is None for m in failures.values()) else "fail"), failures
+    if status == "error" and message.startswith("NameError") and cell_info.get("blanked"):
+        grade_id, (status, why) = next(iter(cell_info["blanked"].items()))  # it defined the name, then died
+        return status, dict.fromkeys(names, f"{message} (cell {grade_id} was left out: {why})")
     if status == "error" and message.startswith("NameError") and cell_info["errors"]:
         grade_id, err = next(iter(cell_info["errors"].items()))
         if err.startswith("MemoryError"):
             return "memory", dict.fromkeys(names, f"cell {grade_id} ran out of memory")
-        message = f"{message} (cell {grade_id} raised {err})"
+        message = f"{message} (cell {grade_id}: {err})"
     return status, dict.fromkeys(names, message or status)
 
 
