@@ -38,6 +38,7 @@ lint: setup
 # nbgrader calls alembic by name, so the venv's bin/ goes first on PATH.
 test: setup lint
 	bash tools/install-browser.sh
+	bash tools/install-postgres.sh
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest --durations=10
 
 bench: setup

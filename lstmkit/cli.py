@@ -1,9 +1,11 @@
-"""The `lstmkit` command: `lstmkit grade ASSIGNMENT ...` and `lstmkit check NOTEBOOK.ipynb`."""
+"""The `lstmkit` command: `lstmkit grade ASSIGNMENT ...`, `lstmkit feedback ASSIGNMENT`, `lstmkit export
+ASSIGNMENT... --lms canvas|moodle` and `lstmkit check NOTEBOOK.ipynb`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _parser():
@@ -18,6 +20,25 @@ def _parser():
     g.add_argument("--timeout", type=float, default=60, help="wall seconds per submission (default 60)")
     g.add_argument("--memory", type=int, default=2048,
                    help="MB of address space per process (2048); all processes together: 256 MB more")
+    f = sub.add_parser("feedback", help="each student's feedback from the gradebook (after hand grading)")
+    f.add_argument("assignment", help="assignment id, e.g. gates")
+    f.add_argument("--course", default="assignments", help="nbgrader course folder (default: assignments)")
+    f.add_argument("--student", nargs="+", metavar="ID", help="only these students")
+    e = sub.add_parser("export", help="fill the gradebook file from Canvas or Moodle with the scores")
+    e.add_argument("assignment", nargs="+", help="assignment ids, e.g. gates bptt")
+    e.add_argument("--lms", required=True, choices=["canvas", "moodle"])
+    e.add_argument("--roster", required=True, metavar="FILE", help="the LMS's gradebook CSV")
+    e.add_argument("-o", "--output", required=True, metavar="FILE", help="the filled CSV to upload")
+    e.add_argument("--match", metavar="COLUMN", help="the LMS column holding the nbgrader student id "
+                   "(default: canvas: SIS Login ID, SIS User ID, ID; "
+                   "moodle: ID number, Email address, Username)")
+    e.add_argument("--course", default="assignments", help="nbgrader course folder (default: assignments)")
+    s = sub.add_parser("similarity", help="rank submissions that look copied (from each other or the book)")
+    s.add_argument("assignment", help="assignment id, e.g. gates")
+    s.add_argument("--course", default="assignments", help="nbgrader course folder (default: assignments)")
+    s.add_argument("--book", metavar="DIR", help="the book's chapters (default: book/ of this checkout)")
+    s.add_argument("--top", type=int, default=20, help="pairs and students shown with their lines (20)")
+    s.add_argument("--threshold", type=float, default=0.5, help="share highlighted in the report (0.5)")
     c = sub.add_parser("check", help="run the visible checks of your notebook")
     c.add_argument("notebook", help="your notebook, e.g. gates.ipynb")
     c.add_argument("--timeout", type=float, default=60,
@@ -28,6 +49,8 @@ def _parser():
 def main(argv=None):
     from lstmkit.grader import GraderError, SandboxUnavailable, grade
     from lstmkit.grader.gradebook import GradebookError
+    from lstmkit.grader.limits import Limits
+    from lstmkit.grader.lms import LmsError
     from lstmkit.grader.plan import PlanError
 
     args = _parser().parse_args(argv)
@@ -37,15 +60,58 @@ def main(argv=None):
                 raise GraderError("--workers must be at least 1")
             if args.timeout <= 0 or args.memory <= 0:
                 raise GraderError("--timeout and --memory must be positive")
+            limits = Limits(wall=args.timeout, memory_mb=args.memory)
             rows = grade(args.assignment, course=args.course, students=args.student, workers=args.workers,
-                         scheduler=args.scheduler, timeout=args.timeout, memory=args.memory)
+                         scheduler=args.scheduler, limits=limits)
             print(f"wrote {args.course}/grades-{args.assignment}.csv ({len(rows)} students), the gradebook, "
                   f"{args.course}/feedback/ and {args.course}/autograded/")
+            return 0
+        if args.command == "feedback":
+            from lstmkit.grader.course import load_course
+            from lstmkit.grader.feedback import write_feedback
+
+            if not Path(args.course).is_dir():
+                raise GraderError(f"course folder {args.course} does not exist (use --course DIR)")
+            paths = write_feedback(load_course(args.course), args.assignment, args.student)
+            for path in paths:
+                print(path)
+            print(f"wrote the feedback of {len(paths)} submissions (.html and .json)")
+            return 0
+        if args.command == "export":
+            import warnings
+
+            from lstmkit.grader.course import load_course
+            from lstmkit.grader.lms import fill
+
+            if not Path(args.course).is_dir():
+                raise GraderError(f"course folder {args.course} does not exist (use --course DIR)")
+            course = load_course(args.course)
+            with warnings.catch_warnings(), course.gradebook() as gb:
+                warnings.simplefilter("ignore")
+                report = fill(gb, args.assignment, args.lms, args.roster, args.output, args.match)
+            for line in report.lines():
+                print(line)
+            print(f"wrote {args.output}")
+            return 0
+        if args.command == "similarity":
+            from lstmkit.grader.similarity import similarity
+
+            if not Path(args.course).is_dir():
+                raise GraderError(f"course folder {args.course} does not exist (use --course DIR)")
+            result = similarity(args.assignment, args.course, book=args.book, top=args.top,
+                                threshold=args.threshold)
+            print("most similar pairs:")
+            for p in result["pairs"][:10]:
+                print(f"  {p['score']:4.0%}  {p['a']}  {p['b']}")
+            print("closest to published code:")
+            for p in result["published"][:10]:
+                print(f"  {p['score']:4.0%}  {p['student']}  ({p['source']})")
+            print(f"wrote {result['html']} and {result['json']} (no score was changed)")
             return 0
         from lstmkit.grader.check import main as check
 
         return check(args)
-    except (GraderError, PlanError, GradebookError, SandboxUnavailable, FileNotFoundError) as e:
+    except (GraderError, PlanError, GradebookError, SandboxUnavailable, FileNotFoundError, LmsError) as e:
         print(f"lstmkit {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -9,22 +9,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .limits import Limits
 from .plan import plan_from_notebook
 from .sandbox import namespaces_work
 from .submission import grade_submission, make_job
 
 
-def check_notebook(path, timeout=60, memory=2048):
+def check_notebook(path, timeout=60, memory=2048, limits: Limits | None = None):
     """Run the visible checks of a student's notebook. One dict per visible check call:
     {part, check, fn, seed, kind, passed, status, message}."""
-    from .grade import GraderError
+    from .grade import GraderError, _limits
 
     path = Path(path)
     if not path.exists():
         raise GraderError(f"{path} does not exist")
     text = path.read_text(errors="replace")
     plan = plan_from_notebook(text, path.stem, path.stem)
-    job = make_job(plan, "you", text, timeout=timeout, memory=memory, isolate=namespaces_work(),
+    job = make_job(plan, "you", text, limits=_limits(limits, timeout, memory), isolate=namespaces_work(),
                    visible_only=True)
     result = grade_submission(job)
     report = []

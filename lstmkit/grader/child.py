@@ -79,7 +79,7 @@ def kept_paths(hide):
     return sorted(p for p in keep if not any(_under(p, k) and p != k for k in keep))
 
 
-def isolate_filesystem(workdir, hide, hide_proc=False):
+def isolate_filesystem(workdir, hide, hide_proc=False, tmp_size="64m"):
     """Everything read-only, `hide` under empty tmpfs (Python's own folders bound back into them, read-only),
     /tmp a fresh tmpfs with WORKDIR bound at /tmp/work."""
     fd = os.open(workdir, os.O_PATH | os.O_DIRECTORY)
@@ -103,7 +103,7 @@ def isolate_filesystem(workdir, hide, hide_proc=False):
         if any(_under(path, c) for c in covered) or not os.path.isdir(path):
             continue  # inside a folder already hidden (re-hidden below if Python's folders hold it)
         if path == "/tmp":
-            _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
+            _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_size},mode=1777")
         else:  # writable until Python's folders are bound back in, then read-only
             _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0555")
         covered.append(path)
@@ -336,7 +336,7 @@ def encode(value, name, arrays, meta):
         if hasattr(value, "detach"):
             value = value.detach().cpu().numpy()
         arr = __import__("numpy").asarray(value)
-        if arr.dtype.kind not in "biufc" or arr.size > 10_000_000:
+        if arr.dtype.kind not in "biufc" or arr.size > LIMITS["array_elements"]:
             raise TypeError
     except Exception:  # noqa: BLE001 - anything a student may return
         meta[name] = {"kind": "other", "type": type(value).__name__[:40]}
@@ -346,6 +346,7 @@ def encode(value, name, arrays, meta):
 
 
 MAIN_PID = os.getpid()
+LIMITS = {"array_elements": 10_000_000, "message_chars": 500}  # replaced by job["limits"] in main()
 
 
 def only_main_process():
@@ -403,7 +404,7 @@ def one_call(call, out_id, namespace, workdir, flags_file, job, uses=()):
     out = os.path.join(workdir, "out", out_id)
     np.savez(out + ".tmp.npz", **arrays)
     os.replace(out + ".tmp.npz", out + ".npz")
-    write_json(out + ".json", {"status": status, "message": message[:500], "meta": meta})
+    write_json(out + ".json", {"status": status, "message": message[:LIMITS["message_chars"]], "meta": meta})
     if job["isolate"] and too_many_processes(job["limits"]["nproc"] // 2):  # its own pid namespace only
         write_json(os.path.join(workdir, "out", "forks.json"), {"call": call["id"]})
         os._exit(0)
@@ -439,7 +440,7 @@ def main(workdir):
     with open(os.path.join(workdir, "job.json")) as f:
         job = json.load(f)
     if job["isolate"]:
-        isolate_filesystem(workdir, job["hide"], job.get("hide_proc", False))
+        isolate_filesystem(workdir, job["hide"], job.get("hide_proc", False), job["limits"]["tmp_size"])
         drop_privileges()
         forbid_unix_sockets()
         workdir = WORK
@@ -458,6 +459,7 @@ def main(workdir):
     RUNNER.update(runs=RUNS, substituted=substituted)
     if hasattr(signal, "SIGXFSZ"):  # Python ignores it; the file-size limit should end us
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    LIMITS.update(job["limits"])
     set_limits(job["limits"])
     install_audit_hook(job["hide"], flags_file, guard=job.get("guard_torch", False))
     write_json(os.path.join(workdir, "out", "ready.json"), {"isolated": job["isolate"]})

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import csv
 import os
+import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .course import load_course
 from .feedback import write_autograded, write_feedback
 from .gradebook import check_assignment, save_scores
+from .limits import Limits
 from .plan import load_plan
 from .sandbox import namespaces_work
 from .submission import SEVERITY, grade_submission, make_job
@@ -89,12 +92,35 @@ def csv_row(plan, result):
 
 
 def write_csv(path, plan, rows):
+    """Write the CSV: the rows of this run replace those students' rows, every other row is kept.
+
+    Atomic: the new file is written next to the old one and renamed over it, so a crash mid-write
+    leaves the old file. Returns the rows of the whole file."""
+    path = Path(path)
     columns = ["student", *[t.grade_id for t in plan.tests], "total", "max", "status", "reason"]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _points(v) if isinstance(v, float) else v for k, v in row.items()})
+    new = {row["student"]: {k: _points(v) if isinstance(v, float) else v for k, v in row.items()}
+           for row in rows}
+    kept = {}
+    if path.exists():
+        with open(path, newline="") as f:
+            for old in csv.DictReader(f):
+                if old.get("student") and old["student"] not in new:
+                    kept[old["student"]] = {c: old.get(c) or "" for c in columns}
+    merged = [{**kept, **new}[s] for s in sorted({*kept, *new})]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(merged)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return merged
 
 
 def summary_table(plan, rows, results):
@@ -112,12 +138,21 @@ def summary_table(plan, rows, results):
     return "\n".join(lines)
 
 
+def _limits(limits, timeout, memory):
+    try:
+        return limits or Limits(wall=float(timeout), memory_mb=int(memory))
+    except ValueError as e:
+        raise GraderError(str(e)) from None
+
+
 def grade(assignment, course="assignments", students=None, workers=None, scheduler=None, timeout=60,
-          memory=2048, progress=True):
+          memory=2048, progress=True, limits: Limits | None = None):
     """Grade every submission of `assignment`; write the CSV, gradebook, feedback, autograded notebooks.
 
+    The sandbox's limits: `limits`, or the defaults with `timeout` (wall seconds) and `memory` (MB).
     Returns one dict per student (sorted by student) with the CSV's columns.
     """
+    limits = _limits(limits, timeout, memory)
     course = Path(course)
     if not course.is_dir():
         raise GraderError(f"course folder {course} does not exist (use --course DIR)")
@@ -125,21 +160,22 @@ def grade(assignment, course="assignments", students=None, workers=None, schedul
         known = sorted(p.name for p in (course / "source").glob("*") if p.is_dir())
         raise GraderError(f"unknown assignment '{assignment}' (the course has: {', '.join(known) or 'none'})")
     plan = load_plan(course, assignment)
-    check_assignment(course, plan)
+    config = load_course(course)
+    check_assignment(config, plan)
     folders = _submissions(course, assignment, plan, students)
     if not namespaces_work():
         raise GraderError("the sandbox needs `unshare` with user, network, mount and pid namespaces; "
                           "it is not available on this machine")
     texts = {student: _read(folder, plan) for student, folder in folders.items()}
-    jobs = [make_job(plan, student, text, course=course.resolve(), timeout=timeout, memory=memory)
+    jobs = [make_job(plan, student, text, course=course.resolve(), limits=limits)
             for student, text in texts.items()]
     results = _run_jobs(jobs, workers or os.cpu_count() or 1, scheduler, progress)
     rows = [csv_row(plan, r) for r in results]
+    save_scores(config, plan, results, folders, texts)
     write_csv(course / f"grades-{assignment}.csv", plan, rows)
-    save_scores(course, plan, results, folders)
+    write_feedback(config, assignment, [r["student"] for r in results])
     for r in results:
         student = r["student"]
-        write_feedback(course / "feedback" / student / assignment, plan, r)
         write_autograded(course / "autograded" / student / assignment / f"{plan.notebook}.ipynb", plan,
                          texts[student], r)
     if progress:

@@ -1,40 +1,63 @@
-"""Write the scores into nbgrader's gradebook (DIR/gradebook.db) like `nbgrader autograde` does.
+"""Write the scores into nbgrader's gradebook like `nbgrader autograde` does, without losing hand grading.
 
-The assignment, its notebook and its grade cells must already be in the gradebook: `nbgrader
-generate_assignment <id>` puts them there (the instructor runs it to make the release version).
-For every student the submission is created or updated, each auto-graded test cell gets its
-auto_score, and each manually graded cell keeps its manual score and is marked as needing a grade.
+The gradebook is the one the course's nbgrader_config.py names (course.py). The assignment, its
+notebook and its grade cells must already be in it: `nbgrader generate_assignment <id>` puts them
+there. For every student graded:
+
+- the submission is created or updated, with the timestamp of submitted/<student>/<id>/timestamp.txt;
+- each automatic part gets its auto_score. A hand-given score that overrides it is kept, and is
+  flagged for review (needs_manual_grade) only when the automatic score changed;
+- each part graded by hand (a written answer) keeps its manual score and comments, and is flagged
+  for grading again only when its text changed since the last run (nbgrader's autograde flags it
+  every time). An answer left as released scores 0 with the comment "No response.", as in nbgrader's
+  autograde (the same checksum of the release's cell). The sha256 of each answer's text and each
+  part's message are kept in a side table, `lstmkit_part`, in the same database;
+- the late penalty is computed by the late-submission plugin nbgrader is configured with and stored
+  in the notebook's late_submission_penalty, as nbgrader's AssignLatePenalties does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
-from datetime import datetime
 from pathlib import Path
 
-from nbgrader.api import Gradebook, MissingEntry
+import nbformat
+from nbgrader.api import MissingEntry
+from sqlalchemy import Column, MetaData, String, Table, Text, and_, delete, insert, select
+
+from .course import Course, late_penalty
+
+METADATA = MetaData()
+PARTS = Table(
+    "lstmkit_part", METADATA,
+    Column("course", String(128), primary_key=True),
+    Column("assignment", String(128), primary_key=True),
+    Column("student", String(128), primary_key=True),
+    Column("notebook", String(128), primary_key=True),
+    Column("cell", String(128), primary_key=True),
+    Column("checksum", String(64)),  # sha256 of a hand-graded answer's text when it was last graded
+    Column("status", String(16)),  # automatic parts: the grader's status and message
+    Column("message", Text),
+)
 
 
 class GradebookError(RuntimeError):
     pass
 
 
-def db_url(course):
-    return f"sqlite:///{Path(course).resolve() / 'gradebook.db'}"
-
-
-def check_assignment(course, plan):
+def check_assignment(course: Course, plan):
     """Raise GradebookError unless generate_assignment has stored this assignment's grade cells."""
-    if not (Path(course) / "gradebook.db").exists():
-        raise GradebookError(f"{course}/gradebook.db does not exist: run `nbgrader generate_assignment "
-                             f"{plan.assignment}` in {course} first")
-    with Gradebook(db_url(course)) as gb:
+    hint = f"run `nbgrader generate_assignment {plan.assignment}` in {course.root} first"
+    if course.sqlite_path is not None and not course.sqlite_path.exists():
+        raise GradebookError(f"{course.sqlite_path} does not exist: {hint}")
+    with warnings.catch_warnings(), course.gradebook() as gb:
+        warnings.simplefilter("ignore")
         try:
             nb = gb.find_notebook(plan.notebook, plan.assignment)
         except MissingEntry:
-            raise GradebookError(f"the gradebook has no notebook {plan.notebook} in assignment "
-                                 f"{plan.assignment}: run `nbgrader generate_assignment {plan.assignment}` "
-                                 f"in {course} first") from None
+            raise GradebookError(f"the gradebook ({_safe_url(course.db_url)}) has no notebook "
+                                 f"{plan.notebook} in assignment {plan.assignment}: {hint}") from None
         known = {c.name for c in nb.grade_cells}
     missing = [t.grade_id for t in plan.tests if t.grade_id not in known]
     if missing:
@@ -42,35 +65,126 @@ def check_assignment(course, plan):
                              f"since `nbgrader generate_assignment {plan.assignment}`; run it again")
 
 
+def _safe_url(url):
+    """A database URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
+    return url
+
+
 def _timestamp(folder):
+    """The submission time as nbgrader reads it (timestamp.txt, parsed with nbgrader's parse_utc)."""
+    from nbgrader.utils import parse_utc
+
     path = Path(folder) / "timestamp.txt"
-    if path.exists():
+    if path.exists() and path.read_text().strip():
         try:
-            return datetime.fromisoformat(path.read_text().strip().replace(" UTC", "").replace("Z", ""))
+            return parse_utc(path.read_text().strip())
         except ValueError:
             return None
     return None
 
 
-def save_scores(course, plan, rows, submitted):
-    """rows: results of grade_submission; submitted: student -> submission folder."""
-    with warnings.catch_warnings(), Gradebook(db_url(course)) as gb:
+def checksum(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def answer_texts(notebook_text):
+    """grade_id -> source of every cell of the student's notebook (first occurrence)."""
+    try:
+        nb = nbformat.reads(notebook_text, as_version=4)
+    except Exception:  # noqa: BLE001 - an unreadable notebook has no answers
+        return {}
+    out = {}
+    for cell in nb.cells:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid and gid not in out:
+            out[gid] = cell.source
+    return out
+
+
+def _no_response(master, name, text):
+    """Whether the student's cell `name` is still the released one (nbgrader's checksum comparison)."""
+    from nbgrader.utils import compute_checksum
+
+    src = master["source"].get(name)
+    if text is None or src is None or not src.checksum:
+        return False
+    grade = master["grade"].get(name)
+    meta = {"grade_id": name, "grade": grade is not None, "solution": name in master["solution"],
+            "locked": bool(src.locked)}
+    if grade is not None:
+        meta["points"] = float(grade.max_score)
+    new = nbformat.v4.new_markdown_cell if src.cell_type == "markdown" else nbformat.v4.new_code_cell
+    cell = new(text, metadata={"nbgrader": meta})
+    return compute_checksum(cell) == src.checksum
+
+
+def side_rows(gb, course_id, assignment, student, notebook):
+    """cell -> row of the side table for one submitted notebook."""
+    METADATA.create_all(gb.engine)
+    rows = gb.db.execute(select(PARTS).where(and_(
+        PARTS.c.course == course_id, PARTS.c.assignment == assignment, PARTS.c.student == student,
+        PARTS.c.notebook == notebook))).mappings().all()
+    return {r["cell"]: dict(r) for r in rows}
+
+
+def _save_one(gb, course, plan, result, folder, text):
+    student = result["student"]
+    gb.update_or_create_student(student)
+    ts = _timestamp(folder)
+    kwargs = {"timestamp": ts} if ts is not None else {}
+    gb.update_or_create_submission(plan.assignment, student, **kwargs)
+    nb = gb.find_submission_notebook(plan.notebook, plan.assignment, student)
+    old = side_rows(gb, course.course_id, plan.assignment, student, plan.notebook)
+    answers = answer_texts(text)
+    master = {"source": {c.name: c for c in nb.notebook.source_cells},
+              "grade": {c.name: c for c in nb.notebook.grade_cells},
+              "solution": {c.name for c in nb.notebook.solution_cells}}
+    new_rows = []
+    for grade in nb.grades:
+        part = result["parts"].get(grade.name)
+        key = dict(course=course.course_id, assignment=plan.assignment, student=student,
+                   notebook=plan.notebook, cell=grade.name)
+        if part is not None:
+            changed = grade.auto_score is None or float(grade.auto_score) != float(part["points"])
+            grade.auto_score = part["points"]
+            if grade.manual_score is None:
+                grade.needs_manual_grade = False
+            elif changed:
+                grade.needs_manual_grade = True  # a hand override of a score that just changed: review it
+            new_rows.append(dict(key, checksum=None, status=part["status"], message=part["message"]))
+        else:
+            digest = checksum(answers.get(grade.name, ""))
+            before = old.get(grade.name, {}).get("checksum")
+            grade.auto_score = 0.0 if _no_response(master, grade.name, answers.get(grade.name)) else None
+            if grade.manual_score is None:
+                grade.needs_manual_grade = grade.auto_score is None
+            elif before is not None and before != digest:
+                grade.needs_manual_grade = True
+            new_rows.append(dict(key, checksum=digest, status=None, message=None))
+    for comment in nb.comments:
+        blank = _no_response(master, comment.name, answers.get(comment.name))
+        comment.auto_comment = "No response." if blank else None
+    gb.db.execute(delete(PARTS).where(and_(
+        PARTS.c.course == course.course_id, PARTS.c.assignment == plan.assignment,
+        PARTS.c.student == student, PARTS.c.notebook == plan.notebook)))
+    gb.db.execute(insert(PARTS), new_rows)
+    gb.db.commit()
+    # the late penalty from the score just stored, as nbgrader's AssignLatePenalties computes it
+    gb.db.expire_all()
+    submission = gb.find_submission(plan.assignment, student)
+    nb = gb.find_submission_notebook(plan.notebook, plan.assignment, student)
+    nb.late_submission_penalty = late_penalty(course, student, nb.score, submission.total_seconds_late)
+    gb.db.commit()
+
+
+def save_scores(course: Course, plan, results, submitted, texts):
+    """results: grade_submission's; submitted: student -> submission folder; texts: student -> notebook."""
+    with warnings.catch_warnings(), course.gradebook() as gb:
         warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notes from inside nbgrader's API
-        for row in rows:
-            student = row["student"]
-            gb.update_or_create_student(student)
-            kwargs = {}
-            ts = _timestamp(submitted[student])
-            if ts is not None:
-                kwargs["timestamp"] = ts
-            gb.update_or_create_submission(plan.assignment, student, **kwargs)
-            nb = gb.find_submission_notebook(plan.notebook, plan.assignment, student)
-            for grade in nb.grades:
-                part = row["parts"].get(grade.name)
-                if part is not None:
-                    grade.auto_score = part["points"]
-                    grade.needs_manual_grade = grade.manual_score is not None
-                else:
-                    grade.auto_score = None
-                    grade.needs_manual_grade = True
-            gb.db.commit()
+        METADATA.create_all(gb.engine)
+        for result in results:
+            _save_one(gb, course, plan, result, submitted[result["student"]], texts[result["student"]])

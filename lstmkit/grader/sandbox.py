@@ -29,11 +29,10 @@ import uuid
 from functools import lru_cache
 from pathlib import Path
 
+from .limits import Limits
+
 UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--mount-proc",
            "--kill-child"]
-OUTPUT_CAP = 4 * 2**20  # bytes of stdout/stderr (and any file) the child may write
-MAX_PROCESSES = 64
-MEMORY_HEADROOM = 256  # MB, see _memory_cgroup
 
 
 class SandboxUnavailable(RuntimeError):
@@ -84,16 +83,16 @@ def _cgroup(controller, settings):
     return None
 
 
-def _pids_cgroup():
+def _pids_cgroup(processes):
     """A pids cgroup with pids.max set, or None."""
-    return _cgroup("pids", [("pids.max", MAX_PROCESSES, True)])
+    return _cgroup("pids", [("pids.max", processes, True)])
 
 
-def _memory_cgroup(memory_mb):
+def _memory_cgroup(limits: Limits):
     """A memory cgroup that caps all the child's processes together (RLIMIT_AS caps each one), or None.
-    It allows MEMORY_HEADROOM more than the per-process limit, so that one process that runs out of
+    It allows limits.headroom_mb more than the per-process limit, so that one process that runs out of
     memory still gets its MemoryError (a clear message) before the kernel kills anything."""
-    limit = (memory_mb + MEMORY_HEADROOM) * 2**20
+    limit = (limits.memory_mb + limits.headroom_mb) * 2**20
     if Path("/sys/fs/cgroup/memory/cgroup.procs").exists():  # v1; memsw exists only with swap accounting
         return _cgroup("memory", [("memory.limit_in_bytes", limit, True),
                                   ("memory.memsw.limit_in_bytes", limit, False)])
@@ -119,9 +118,9 @@ def _remove_cgroup(path):
             time.sleep(0.02)
 
 
-def run_child(workdir: Path, timeout: float, isolate: bool = True, memory_mb: int | None = None) -> dict:
-    """Run child.py on `workdir`. Returns {returncode, signal, timed_out, forks_refused, oom_killed,
-    stderr_tail}."""
+def run_child(workdir: Path, limits: Limits, isolate: bool = True) -> dict:
+    """Run child.py on `workdir` within `limits` (wall clock, processes, memory of all processes).
+    Returns {returncode, signal, timed_out, forks_refused, oom_killed, stderr_tail}."""
     workdir = Path(workdir)
     cmd = [sys.executable, "-I", "-B", str(workdir / "child.py"), str(workdir)]
     if isolate:
@@ -131,8 +130,8 @@ def run_child(workdir: Path, timeout: float, isolate: bool = True, memory_mb: in
                 "(util-linux; kernel.unprivileged_userns_clone=1 or root); it is not available here"
             )
         cmd = unshare_command() + cmd
-    cgroup = _pids_cgroup() if isolate else None
-    memory = _memory_cgroup(memory_mb) if isolate and memory_mb else None
+    cgroup = _pids_cgroup(limits.processes) if isolate else None
+    memory = _memory_cgroup(limits) if isolate else None
 
     def preexec():
         for group in (cgroup, memory):
@@ -148,7 +147,7 @@ def run_child(workdir: Path, timeout: float, isolate: bool = True, memory_mb: in
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 start_new_session=posix, preexec_fn=preexec if posix else None, cwd=workdir)
         try:
-            proc.wait(timeout=timeout)
+            proc.wait(timeout=limits.wall)
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:

@@ -24,8 +24,9 @@ import lstmkit
 from lstmkit import grading
 
 from . import stubs
+from .limits import Limits
 from .plan import student_cells
-from .sandbox import OUTPUT_CAP, SandboxUnavailable, run_child, unshare_command
+from .sandbox import SandboxUnavailable, run_child, unshare_command
 from .scan import scan
 
 HERE = Path(__file__).resolve().parent
@@ -62,16 +63,17 @@ def _hidden_paths(course):
     return paths
 
 
-def _read_outputs(out_dir, call_id):
+def _read_outputs(out_dir, call_id, limits: Limits):
     """The child's answer for one call: (status, message, outputs) with outputs rebuilt from arrays only."""
     meta_path, npz_path = out_dir / f"{call_id}.json", out_dir / f"{call_id}.npz"
     if not meta_path.exists() or not npz_path.exists():
         return None
-    if meta_path.stat().st_size > 100_000:
+    if meta_path.stat().st_size > limits.answer_bytes:
         return "crashed", "the result is malformed (too large)", None
     try:
         info = json.loads(meta_path.read_text())
-        status, message, meta = str(info["status"]), str(info["message"])[:500], dict(info["meta"])
+        status, meta = str(info["status"]), dict(info["meta"])
+        message = str(info["message"])[:limits.message_chars]
         if status not in {"done", "fail", "error", "flagged", "memory"}:
             raise ValueError(status)
         with np.load(npz_path, allow_pickle=False) as npz:
@@ -115,10 +117,10 @@ def _death_reason(run):
     return "crashed", f"the Python process exited (code {run['returncode']}) before finishing"
 
 
-def make_job(plan, student, notebook_text, *, course=None, timeout=60, memory=2048, isolate=True,
+def make_job(plan, student, notebook_text, *, course=None, limits: Limits | None = None, isolate=True,
              visible_only=False):
     return dict(plan=plan, student=student, notebook=notebook_text, course=str(course) if course else None,
-                timeout=float(timeout), memory=int(memory), isolate=isolate, visible_only=visible_only)
+                limits=limits or Limits(), isolate=isolate, visible_only=visible_only)
 
 
 def grade_submission(job):
@@ -149,7 +151,7 @@ def grade_submission(job):
             cell_info["flags"] += [f for f in info["flags"] if f not in cell_info["flags"]]
             answered = {call["id"] for call, _, _ in calls if (work / "out" / f"{call['id']}.json").exists()}
             for call, test, inputs in calls:
-                verdict = _verdict(call, inputs, work / "out", run, cell_info)
+                verdict = _verdict(call, inputs, work / "out", run, cell_info, job["limits"])
                 if not call["hidden"]:  # seeds of hidden calls never leave this function
                     verdict.update(check=call["check"], fn=call["fn"], seed=call["seed"])
                 verdicts[call["id"]] = (test, verdict)
@@ -186,11 +188,12 @@ def grade_submission(job):
 
 def _run_once(work, job):
     """One run of the child on the prepared `work` folder: (run, cell info)."""
-    run = run_child(work, job["timeout"], isolate=job["isolate"], memory_mb=job["memory"])
+    run = run_child(work, job["limits"], isolate=job["isolate"])
     out = work / "out"
     if not (out / "ready.json").exists():
         raise SandboxUnavailable(f"the sandbox did not start:\n{run['stderr_tail']}")
-    flood = max((work / f).stat().st_size for f in ("stdout.txt", "stderr.txt")) >= OUTPUT_CAP
+    cap = job["limits"].file_bytes
+    flood = max((work / f).stat().st_size for f in ("stdout.txt", "stderr.txt")) >= cap
     forks = run["forks_refused"] or (out / "forks.json").exists()
     if flood or forks:  # the whole child is suspect: every part is affected
         what = ("wrote too much output (output flood)" if flood
@@ -243,10 +246,8 @@ def _prepare(work, job, cells, pending=None):
             calls.append((call, test, inputs))
             job_calls.append({"id": call_id, "check": c.check, "fn": c.fn, "after": test.after,
                               "uses": list(check.uses)})
-    memory = job["memory"] * 2**20
-    limits = {"cpu": max(1, int(job["timeout"])), "memory": memory, "fsize": OUTPUT_CAP, "nproc": 64}
     spec = {"cells": cells, "calls": job_calls, "hide": _hidden_paths(job["course"]),
-            "isolate": job["isolate"], "limits": limits,
+            "isolate": job["isolate"], "limits": job["limits"].child_view(),
             "hide_proc": job["isolate"] and "--mount-proc" not in (unshare_command() or []),
             "guard_torch": not plan.uses_torch}
     (work / "job.json").write_text(json.dumps(spec))
@@ -311,13 +312,14 @@ def _judge_answer(check, inputs, answer, run, cell_info):
     return status, dict.fromkeys(names, message or status)
 
 
-def _verdict(call, inputs, out, run, cell_info):
+def _verdict(call, inputs, out, run, cell_info, limits):
     """One call's verdict: {status: pass|fail|error|..., message, hidden, kind, failures, note}; a call
     that fails with the student's earlier functions is judged again with the grader's in their place."""
     check = grading.CHECKS[call["check"]]
-    own_status, own = _judge_answer(check, inputs, _read_outputs(out, call["id"]), run, cell_info)
+    own_status, own = _judge_answer(check, inputs, _read_outputs(out, call["id"], limits), run, cell_info)
     sub_status, sub = None, None
-    sub_answer = _read_outputs(out, call["id"] + "~sub") if check.uses and own_status != "pass" else None
+    sub_answer = (_read_outputs(out, call["id"] + "~sub", limits) if check.uses and own_status != "pass"
+                  else None)
     if sub_answer is not None:
         sub_status, sub = _judge_answer(check, inputs, sub_answer, run, cell_info)
     v = grading.combine(check, call["seed"], own, sub)
