@@ -279,19 +279,20 @@ def test_language_model_trains_identically(impl):
 
 
 def test_clear_errors():
-    with pytest.raises(ValueError, match="at least one step"):
+    """torch's exception types, with messages that name the expected size (more in test_torch_compat.py)."""
+    with pytest.raises(RuntimeError, match="sequence length to be larger than 0"):
         LSTM(3, 4)(torch.zeros(0, 2, 3))
     with pytest.raises(ValueError, match="impl"):
         LSTM(3, 4, impl="cudnn")
     with pytest.raises(ValueError, match="proj_size"):
         LSTM(3, 4, proj_size=4)
-    with pytest.raises(ValueError, match="input_size=3"):
+    with pytest.raises(RuntimeError, match="Expected 3, got 7"):
         LSTM(3, 4)(torch.randn(5, 2, 7))
-    with pytest.raises(ValueError, match=r"h0 of shape \(1, 2, 4\)"):
+    with pytest.raises(RuntimeError, match=r"Expected hidden\[0\] size \(1, 2, 4\), got \[1, 3, 4\]"):
         LSTM(3, 4)(torch.randn(5, 2, 3), (torch.zeros(1, 3, 4), torch.zeros(1, 2, 4)))
-    with pytest.raises(TypeError, match="dtype"):
+    with pytest.raises(ValueError, match="dtype"):
         LSTM(3, 4)(torch.randn(5, 2, 3, dtype=torch.float64))
-    with pytest.raises(ValueError, match="LSTMCell"):
+    with pytest.raises(RuntimeError, match="inconsistent input_size: got 5 expected 3"):
         LSTMCell(3, 4)(torch.randn(2, 5))
 
 

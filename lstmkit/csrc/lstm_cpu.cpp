@@ -1,15 +1,22 @@
 // The step loops of lstmkit.torch's fused LSTM on CPU, compiled on first use (lstmkit/_cpu_kernel.py).
 //
-// Same equations, rewrites and buffers as the torch ops in lstmkit/torch.py (_fused_forward and
+// Same equations and rewrites as the torch ops in lstmkit/torch.py (_fused_forward and
 // _fused_backward), but each step is one matrix product plus ONE pass over the step's elements that
 // does all the elementwise work, split across torch's OpenMP threads. In torch ops that work is six
 // or three separate small ops, each on one thread (their tensors are below torch's threshold for a
 // second thread), which is where the time went at small sizes. The products call the BLAS that
 // torch links (sgemm_/dgemm_) directly: at::addmm's dispatch cost about 3 us of each step's 45.
+// Callers must not pass empty sizes (T, B or H of 0): MKL rejects them and prints an error.
 //
-// Layouts (all contiguous): gates (T, 4H, B) in gate order i, f, g, o; hn (H, T+1, B) holds -sign*h
-// ("feature, time, batch", so that the weight gradients read it without a copy); c2 (T+1, H, B) or
-// (2, H, B) holds 2*sign*c; s_c (T, H, B) = sigmoid(c2) = (1 + tanh(c)) / 2; da (4H, T, B).
+// Layouts (all contiguous). Shared with the torch ops: gates (T, 4H, B) in gate order i, f, g, o
+// (inputs part in, i, f, sigmoid(2 a_g), o out); c2 (T+1, H, B), or (2, H, B) alternating without
+// keep, holds 2*sign*c; s_c (T, H, B) = sigmoid(c2) = (1 + tanh(c)) / 2.
+// Different from the torch ops: hn is (H, T+1, B) here ("feature, time, batch", so that the weight
+// gradient dW_hh reads it without a copy) and (T+1, P, B) there (each step's block contiguous; the
+// (feature, time, batch) buffer measured slower as torch ops); the backward's gate gradients da are
+// (4H, T, B) here and (T, 4H, B) there (inside a (T+1, 5, H, B) buffer with f in front). So the
+// saved buffers of one path cannot be read by the other's backward: lstmkit::layer_train's `kernel`
+// argument records which path ran. Projections and masks exist only in the torch ops.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>

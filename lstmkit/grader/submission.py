@@ -26,7 +26,7 @@ from lstmkit import grading
 from . import stubs
 from .limits import Limits
 from .plan import student_cells
-from .sandbox import SandboxUnavailable, run_child, unshare_command
+from .sandbox import SandboxUnavailable, run_child
 from .scan import scan
 
 HERE = Path(__file__).resolve().parent
@@ -188,7 +188,7 @@ def grade_submission(job):
 
 def _run_once(work, job):
     """One run of the child on the prepared `work` folder: (run, cell info)."""
-    run = run_child(work, job["limits"], isolate=job["isolate"])
+    run = run_child(work, job["limits"], isolate=job["isolate"], hide=_hidden_paths(job["course"]))
     out = work / "out"
     if not (out / "ready.json").exists():
         raise SandboxUnavailable(f"the sandbox did not start:\n{run['stderr_tail']}")
@@ -248,7 +248,6 @@ def _prepare(work, job, cells, pending=None):
                               "uses": list(check.uses)})
     spec = {"cells": cells, "calls": job_calls, "hide": _hidden_paths(job["course"]),
             "isolate": job["isolate"], "limits": job["limits"].child_view(),
-            "hide_proc": job["isolate"] and "--mount-proc" not in (unshare_command() or []),
             "guard_torch": not plan.uses_torch}
     (work / "job.json").write_text(json.dumps(spec))
     return calls
