@@ -9,10 +9,11 @@ STAMP := $(VENV)/.lstmkit-installed
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml tools/install-torch.sh tools/install-compiler.sh | $(PY)
+$(STAMP): pyproject.toml tools/install-torch.sh tools/install-compiler.sh tools/install-sandbox.sh | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	bash tools/install-torch.sh $(PY)
 	bash tools/install-compiler.sh
+	bash tools/install-sandbox.sh
 	$(PY) -m pip install --quiet -e ".[book,grading,dev]"
 	touch $(STAMP)
 

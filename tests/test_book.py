@@ -144,6 +144,30 @@ def test_no_page_loads_from_another_host(site):
         assert "unpkg.com" not in text and "cdn.jsdelivr" not in text, f"{rel} mentions a CDN"
 
 
+def _translated_docs(lang):
+    """Docnames that have a catalog in `lang` (book/locales/<lang>/LC_MESSAGES/<docname>.po)."""
+    base = REPO / "book" / "locales" / lang / "LC_MESSAGES"
+    return sorted(p.relative_to(base).with_suffix("").as_posix() for p in base.rglob("*.po"))
+
+
+def test_translations_change_the_prose_but_not_the_code_or_its_output(site):
+    pre = re.compile(r"<pre>(.*?)</pre>", re.S)
+    h1 = re.compile(r"<h1>(.*?)<a", re.S)
+    for lang in editions():
+        if lang == "en":
+            continue
+        docs = _translated_docs(lang)
+        assert "book/index" in docs, f"{lang} has no catalog of the index page"
+        for doc in docs:
+            english = (site / f"{doc}.html").read_text(encoding="utf-8")
+            chinese = (site / lang / f"{doc}.html").read_text(encoding="utf-8")
+            assert f'<html lang="{lang.replace("_", "-")}"' in chinese
+            title = h1.search(chinese).group(1)
+            assert title != h1.search(english).group(1), f"{lang}/{doc}: title left in English"
+            assert pre.findall(english), f"{doc}: no code cell to compare"
+            assert pre.findall(chinese) == pre.findall(english), f"{lang}/{doc}: code or outputs differ"
+
+
 # ----------------------------------------------------------------------------- in the browser
 
 def _record_failed_response(errors, response):
@@ -217,9 +241,7 @@ def _visit(page, site, server, rel, shots):
     page.on("response", functools.partial(_record_failed_response, errors))
     page.set_viewport_size(DESKTOP)
     response = page.goto(server + rel, wait_until="load")
-    # the page shown, after a redirect (the site's index.html forwards to book/index.html)
-    report = {"status": response.status if response else None,
-              "shown": urlparse(page.url).path.removeprefix(urlparse(server).path)}
+    report = {"status": response.status if response else None}
     page.wait_for_load_state("networkidle")
 
     source = (site / rel).read_text(encoding="utf-8")
@@ -229,6 +251,8 @@ def _visit(page, site, server, rel, shots):
         report["math"] = page.locator("mjx-container").count()
     report["broken"] = page.evaluate(_BROKEN)
     report["no_alt"] = page.evaluate(_NO_ALT)
+    # the page shown, after a redirect (the site's index.html forwards to book/index.html)
+    report["shown"] = urlparse(page.url).path.removeprefix(urlparse(server).path)
     report["switcher"] = page.eval_on_selector_all(
         ".lang-switch a", "links => links.map(a => [a.getAttribute('hreflang'), a.href])")
     page.add_script_tag(path=str(AXE))

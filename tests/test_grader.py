@@ -61,9 +61,25 @@ if [name for _, name in socket.if_nameindex()] != ["lo"]:
     probes.append(f"network interfaces {socket.if_nameindex()}")
 if len([p for p in os.listdir("/proc") if p.isdigit()]) > 5:
     probes.append("sees other processes")
-with open("/proc/self/status") as f:
-    if int([line for line in f if line.startswith("CapEff")][0].split()[1], 16):
-        probes.append("has capabilities")
+with open("/proc/self/status") as f:   # bubblewrap's work: no capability, no_new_privs, the seccomp filter
+    status = dict(line.split(":", 1) for line in f)
+for key, expected in (("CapEff", 0), ("CapPrm", 0), ("CapBnd", 0), ("NoNewPrivs", 1), ("Seccomp", 2)):
+    if int(status[key], 16) != expected:
+        probes.append(f"{key} is {status[key].strip()}")
+import ctypes   # through libc: the audit hook would flag socket.socket
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.socket(1, 1, 0) >= 0 or ctypes.get_errno() != 1:   # AF_UNIX, SOCK_STREAM: EPERM
+    probes.append("could make a Unix socket")
+for path in ("/dev/shm/lstmkit-probe", "/tmp/lstmkit-probe"):
+    try:
+        open(path, "w").close()
+        if path.startswith("/dev"):
+            probes.append(f"could write {path}")
+    except OSError:
+        if path.startswith("/tmp"):
+            probes.append(f"could not write {path}")
+if os.statvfs("/tmp").f_blocks * os.statvfs("/tmp").f_frsize > 64 * 2**20:
+    probes.append("/tmp is larger than the limit")
 '''
 
 

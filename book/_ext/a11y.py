@@ -3,6 +3,9 @@
 - Two theme components are overridden (book/_ext/templates/): the search button, whose accessible
   name did not contain its visible text, and the colour-mode button, whose icons' titles did not
   match its label.
+- MyST-NB's folded cells: `<summary aria-label="Toggle hidden content">` around the visible text
+  "Show code cell source", so the accessible name does not contain the visible text (axe-core:
+  label-content-name-mismatch, serious); the summary is named by its text instead.
 - The bibliography: docutils writes `<div role="list" class="citation-list">` whose entries have
   role="doc-biblioentry", which ARIA 1.2 deprecated and which is no listitem, so a screen reader
   meets a list without items (axe-core: aria-required-children, critical). The entries become
@@ -21,7 +24,8 @@ def _templates(app, config):
 
 def _fix_body(app, pagename, templatename, context, doctree):
     if "body" in context:
-        context["body"] = context["body"].replace('role="doc-biblioentry"', 'role="listitem"')
+        body = context["body"].replace('role="doc-biblioentry"', 'role="listitem"')
+        context["body"] = body.replace('<summary aria-label="Toggle hidden content">', "<summary>")
 
 
 def setup(app):

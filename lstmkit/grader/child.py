@@ -1,18 +1,18 @@
 """The sandboxed child: runs one student's code and returns data only.
 
 This file is copied into the submission's temporary folder and run there as
-`python -I -B child.py WORKDIR` inside `unshare --user --map-root-user --net --mount --pid --fork
---mount-proc` (see sandbox.py). It imports nothing from lstmkit (the real package is hidden): the
-stand-in package and `_lstmkit_run.py` (lstmkit/grading_run.py) sit next to it.
+`python -I -B /tmp/work/child.py /tmp/work` inside bubblewrap (see sandbox.py), which has already made
+the namespaces and mounts (everything read-only, the course and checkout hidden, a private /tmp with
+WORKDIR at /tmp/work), dropped every capability and loaded the seccomp filter. It imports nothing from
+lstmkit (the real package is hidden): the stand-in package and `_lstmkit_run.py` (lstmkit/grading_run.py)
+sit next to it.
 
 Before any student code runs it
-1. makes every mount read-only, hides the paths in job["hide"] under empty tmpfs mounts (binding
-   Python's own folders back when they lie inside), mounts a fresh tmpfs on /tmp and binds WORKDIR
-   to /tmp/work (the only writable place);
-2. drops every capability for good (securebits, bounding set, no_new_privs), so the student cannot
-   undo the mounts, and forbids Unix sockets (seccomp);
-3. sets rlimits (CPU, address space, file size, processes, no core dumps);
-4. installs an audit hook that refuses (and records) opening hidden paths and network connections.
+1. checks that no capability is left and no_new_privs is set (and stops otherwise);
+2. sets rlimits (CPU, address space, file size, processes, no core dumps), which bwrap does not set;
+3. installs an audit hook that refuses (and records) opening hidden paths and network connections: it
+   works inside Python, where it can name what was tried in the submission's flags, which the kernel's
+   refusals cannot.
 
 Then it executes the cells in order (the student's solution cells and the instructor's given cells;
 never test cells) and, for each check call, loads the inputs (np.load, allow_pickle=False), calls
@@ -27,26 +27,10 @@ import os
 import resource
 import sys
 
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
-MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME = 1024, 2048, 1 << 21, 1 << 24
-MOUNT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
-               "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME}
 MARKER = "[lstmkit-reference-used]"
 WORK = "/tmp/work"
 
 libc = ctypes.CDLL(None, use_errno=True)
-libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-
-
-def _mount(source, target, fstype, flags, data=None):
-    enc = lambda s: None if s is None else s.encode()  # noqa: E731
-    if libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {target}: {os.strerror(err)}")
-
-
-def _unescape(path):
-    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
 def _under(path, root):
@@ -62,62 +46,12 @@ def kept_paths(hide):
     return sorted(p for p in keep if not any(_under(p, k) and p != k for k in keep))
 
 
-def isolate_filesystem(workdir, hide, hide_proc=False, tmp_size="64m"):
-    """Everything read-only, `hide` under empty tmpfs (Python's own folders bound back into them, read-only),
-    /tmp a fresh tmpfs with WORKDIR bound at /tmp/work."""
-    fd = os.open(workdir, os.O_PATH | os.O_DIRECTORY)
-    with open("/proc/self/mountinfo") as f:
-        mounts = [line.split() for line in f]
-    for fields in mounts:
-        target = _unescape(fields[4])
-        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
-        for opt in fields[5].split(","):
-            flags |= MOUNT_FLAGS.get(opt, 0)
-        try:
-            _mount(None, target, None, flags)
-        except OSError:
-            if target == "/":
-                raise
-    keep = kept_paths(hide)
-    keep_fds = [(p, os.open(p, os.O_PATH | os.O_DIRECTORY)) for p in keep]
-    hide = sorted({h.rstrip("/") or "/" for h in hide} | {"/tmp"}, key=len)
-    covered = []  # hidden folders mounted over, outermost first
-    for path in hide:
-        if any(_under(path, c) for c in covered) or not os.path.isdir(path):
-            continue  # inside a folder already hidden (re-hidden below if Python's folders hold it)
-        if path == "/tmp":
-            _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_size},mode=1777")
-        else:  # writable until Python's folders are bound back in, then read-only
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0555")
-        covered.append(path)
-    for path, keep_fd in keep_fds:
-        os.makedirs(path, exist_ok=True)
-        _mount(f"/proc/self/fd/{keep_fd}", path, None, MS_BIND | MS_REC)  # read-only like its source
-        os.close(keep_fd)
-    for path in covered:
-        if path != "/tmp":
-            _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    for path in hide:  # a hidden folder inside Python's folders (e.g. an installed lstmkit) stays hidden
-        if any(_under(path, k) for k in keep) and path not in keep and os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0555")
-    os.mkdir(WORK)
-    _mount(f"/proc/self/fd/{fd}", WORK, None, MS_BIND)
-    _mount(None, WORK, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV)
-    os.close(fd)
-    if hide_proc:  # the host's /proc (no private one could be mounted): hide it
-        _mount("tmpfs", "/proc", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0555")
-    os.chdir(WORK)
-
-
-def drop_privileges():
-    """No capability left and none to regain by exec: the mounts above cannot be undone."""
-    pr_set_securebits, pr_capbset_drop, pr_set_no_new_privs = 28, 24, 38
-    if libc.prctl(pr_set_securebits, 0xEF, 0, 0, 0) != 0:  # noroot, no_setuid_fixup, keep_caps, locked
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECUREBITS)")
-    for cap in range(64):
-        libc.prctl(pr_capbset_drop, cap, 0, 0, 0)
-    if libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+def check_isolated():
+    """bwrap (sandbox.py) made the namespaces and mounts, dropped every capability and set no_new_privs:
+    refuse to run student code if that did not happen (a changed bwrap or command line)."""
+    pr_capbset_read, pr_get_no_new_privs = 23, 39
+    if libc.prctl(pr_get_no_new_privs, 0, 0, 0, 0) != 1:
+        raise RuntimeError("the sandbox did not set no_new_privs")
 
     class Header(ctypes.Structure):
         _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
@@ -126,43 +60,12 @@ def drop_privileges():
         _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
                     ("inheritable", ctypes.c_uint32)]
 
-    header, data = Header(0x20080522, 0), (Data * 2)()
-    if libc.capset(ctypes.byref(header), data) != 0:
-        raise OSError(ctypes.get_errno(), "capset")
-    left = (Data * 2)()
-    libc.capget(ctypes.byref(header), left)
-    if any(d.effective or d.permitted for d in left):
-        raise RuntimeError("capabilities left after dropping them")
-
-
-class SockFilter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
-                ("k", ctypes.c_uint32)]
-
-
-class SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
-
-
-def forbid_unix_sockets():
-    """A seccomp filter: socket(AF_UNIX, ...) fails with EPERM. The mounts hide no socket of the host's
-    daemons, and a read-only mount does not stop connect(). Linux on x86_64 only; returns whether it is on."""
-    if os.uname().machine != "x86_64":
-        return False
-    load, jeq, ret = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K
-    allow, eperm = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
-    program = [
-        (load, 0, 0, 4), (jeq, 1, 0, 0xC000003E), (ret, 0, 0, eperm),  # another ABI (i386): refuse all
-        (load, 0, 0, 0), (jeq, 1, 0, 41), (jeq, 0, 3, 0x40000000 | 41),  # socket(), also as x32
-        (load, 0, 0, 16), (jeq, 0, 1, 1), (ret, 0, 0, eperm),           # family AF_UNIX: refuse
-        (ret, 0, 0, allow),
-    ]
-    filters = (SockFilter * len(program))(*[SockFilter(*op) for op in program])
-    prog = SockFprog(len(program), filters)
-    pr_set_seccomp, seccomp_mode_filter = 22, 2
-    if libc.prctl(pr_set_seccomp, seccomp_mode_filter, ctypes.byref(prog), 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
-    return True
+    header, left = Header(0x20080522, 0), (Data * 2)()
+    if libc.capget(ctypes.byref(header), left) != 0:
+        raise OSError(ctypes.get_errno(), "capget")
+    if any(d.effective or d.permitted or d.inheritable for d in left) or \
+            any(libc.prctl(pr_capbset_read, cap, 0, 0, 0) == 1 for cap in range(64)):
+        raise RuntimeError("the sandbox left capabilities")
 
 
 def set_limits(limits):
@@ -374,12 +277,9 @@ def main(workdir):
     with open(os.path.join(workdir, "job.json")) as f:
         job = json.load(f)
     if job["isolate"]:
-        isolate_filesystem(workdir, job["hide"], job.get("hide_proc", False), job["limits"]["tmp_size"])
-        drop_privileges()
-        forbid_unix_sockets()
+        check_isolated()
         workdir = WORK
-    else:
-        os.chdir(workdir)
+    os.chdir(workdir)
     flags_file = os.path.join(workdir, "flags.txt")
     sys.path.insert(0, os.path.join(workdir, "pkgs"))
     sys.path.insert(0, workdir)

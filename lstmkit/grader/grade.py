@@ -164,7 +164,8 @@ def grade(assignment, course="assignments", students=None, workers=None, schedul
     check_assignment(config, plan)
     folders = _submissions(course, assignment, plan, students)
     if not namespaces_work():
-        raise GraderError("the sandbox needs `unshare` with user, network, mount and pid namespaces; "
+        raise GraderError("the sandbox needs bubblewrap (`bwrap`) with user, network, ipc and pid "
+                          "namespaces; "
                           "it is not available on this machine")
     texts = {student: _read(folder, plan) for student, folder in folders.items()}
     jobs = [make_job(plan, student, text, course=course.resolve(), limits=limits)

@@ -48,6 +48,7 @@ class Limits:
                   ("message_chars", self.message_chars > 0, "positive"),
                   ("answer_bytes", self.answer_bytes > 0, "positive"),
                   ("array_elements", self.array_elements > 0, "positive")]
+        self.tmp_bytes  # noqa: B018 - a size bwrap understands, or ValueError
         for name, ok, expected in checks:
             if not ok:
                 raise ValueError(f"the sandbox limit {name} must be {expected}, not {getattr(self, name)!r}")
@@ -55,6 +56,16 @@ class Limits:
     @property
     def cpu_seconds(self) -> int:
         return self.cpu if self.cpu is not None else max(1, int(self.wall))
+
+    @property
+    def tmp_bytes(self) -> int:
+        """tmp_size in bytes ("64m" -> 67108864; suffixes k, m, g as for tmpfs)."""
+        text = str(self.tmp_size).strip().lower()
+        scale = {"k": 2**10, "m": 2**20, "g": 2**30}.get(text[-1:], 1)
+        number = text[:-1] if scale > 1 else text
+        if not number.isdigit() or int(number) == 0:
+            raise ValueError(f"the sandbox limit tmp_size must be a size like '64m', not {self.tmp_size!r}")
+        return int(number) * scale
 
     def child_view(self) -> dict:
         """What the child needs (plain JSON): rlimits in bytes and seconds, its /tmp size and caps."""

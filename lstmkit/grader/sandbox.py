@@ -1,38 +1,46 @@
-"""Start the sandboxed child (child.py) and watch it: namespaces, limits, wall timeout, process group.
+"""Start the sandboxed child (child.py) in bubblewrap and watch it: limits, wall timeout, process group.
 
-    unshare --user --map-root-user --net --mount --pid --fork --mount-proc --kill-child \\
-        python -I -B WORKDIR/child.py WORKDIR
+    bwrap --unshare-user --unshare-net --unshare-pid --unshare-ipc --die-with-parent --new-session
+          --cap-drop ALL --seccomp FD --ro-bind / / --dev /dev --proc /proc --tmpfs HIDDEN ...
+          --tmpfs /tmp --bind WORKDIR /tmp/work --chdir /tmp/work  python -I -B /tmp/work/child.py /tmp/work
 
-- user + mount namespaces: the child remounts everything read-only, hides the course, the grader's
-  package, tests and checkout (Python's own folders bound back), and gets a private /tmp (child.py),
-  then drops all capabilities;
-- net namespace: no network (only a loopback that is down);
-- pid namespace with its own /proc: the child sees no other process, and when it ends the kernel
-  kills everything it started (fork bombs included);
-- its own session/process group, killed with SIGKILL at the wall timeout;
-- stdout/stderr go to files in WORKDIR capped by RLIMIT_FSIZE (a flood ends the child: `crashed`);
-- when the pids cgroup is writable (root), a cgroup caps the number of processes (RLIMIT_NPROC does
-  not bind a process whose real uid is root, which is what --map-root-user keeps);
-- likewise a memory cgroup caps the memory of all its processes together (RLIMIT_AS caps each one);
-  when the kernel kills one of them for it, every part gets the status `memory`.
+- bubblewrap (Debian's `bwrap`) makes the namespaces and mounts: everything read-only, the course, the
+  grader's package, tests and checkout hidden under empty tmpfs mounts (Python's own folders bound back,
+  read-only), a private /tmp with only WORKDIR writable, no capabilities, no_new_privs;
+- net namespace: no network (only a loopback that is down); ipc namespace: no shared memory of the host;
+- pid namespace with its own /proc: the child sees no other process, and when it ends the kernel kills
+  everything it started (fork bombs included); --die-with-parent ends it if the grader dies;
+- a seccomp filter built with libseccomp (pyseccomp) and handed to bwrap: socket(AF_UNIX, ...) fails,
+  since a read-only mount does not stop connect() to a host daemon's socket;
+- kept by hand here, because bwrap has no option for them: its own session/process group, killed with
+  SIGKILL at the wall timeout; a pids cgroup (RLIMIT_NPROC does not bind uid 0, which the child keeps)
+  and a memory cgroup for all its processes together; when the kernel kills one of them for memory,
+  every part gets the status `memory`;
+- stdout/stderr go to files in WORKDIR capped by RLIMIT_FSIZE (set in child.py with the other rlimits,
+  which bwrap does not set either): a flood ends the child (`crashed`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from functools import lru_cache
 from pathlib import Path
 
+from .child import _under, kept_paths
 from .limits import Limits
 
-UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--mount-proc",
-           "--kill-child"]
+BWRAP = ["bwrap", "--unshare-user", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent",
+         "--new-session", "--cap-drop", "ALL"]
+WORK = "/tmp/work"  # where WORKDIR appears inside
 
 
 class SandboxUnavailable(RuntimeError):
@@ -40,24 +48,69 @@ class SandboxUnavailable(RuntimeError):
 
 
 @lru_cache(maxsize=1)
-def unshare_command():
-    """The unshare command line that works here, or None. Without a mountable /proc (some containers
-    forbid it) the child hides the host's /proc under an empty mount instead (job["hide_proc"])."""
-    if shutil.which("unshare") is None:
+def bwrap_proc():
+    """How the sandbox gets its /proc: "private" (a /proc of its own pid namespace), "hidden" (some
+    containers forbid mounting proc: an empty mount hides the host's), or None when bwrap does not work."""
+    if shutil.which("bwrap") is None:
         return None
-    for cmd in (UNSHARE, [a for a in UNSHARE if a != "--mount-proc"]):
+    for how, proc in (("private", ["--proc", "/proc"]), ("hidden", ["--tmpfs", "/proc"])):
         try:
-            r = subprocess.run([*cmd, "true"], capture_output=True, timeout=20)
+            r = subprocess.run([*BWRAP, "--ro-bind", "/", "/", *proc, "true"], capture_output=True,
+                               timeout=20)
         except (OSError, subprocess.TimeoutExpired):
             continue
         if r.returncode == 0:
-            return cmd
+            return how
     return None
 
 
 def namespaces_work() -> bool:
-    """Whether `unshare` with user, net, mount and pid namespaces works on this machine."""
-    return unshare_command() is not None
+    """Whether bubblewrap with user, net, ipc and pid namespaces works on this machine."""
+    return bwrap_proc() is not None
+
+
+def seccomp_filter():
+    """A file holding the BPF program that makes socket(AF_UNIX, ...) fail with EPERM (and refuses every
+    system call of another ABI, e.g. i386 or x32, which could open one by another number)."""
+    try:
+        import pyseccomp as sc
+
+        f = sc.SyscallFilter(sc.ALLOW)
+        f.set_attr(sc.Attr.ACT_BADARCH, sc.ERRNO(errno.EPERM))
+        # the family is a C int: compare the low 32 bits only, as the kernel reads it
+        f.add_rule(sc.ERRNO(errno.EPERM), "socket", sc.Arg(0, sc.MASKED_EQ, 0xFFFFFFFF, socket.AF_UNIX))
+        out = tempfile.TemporaryFile()
+        f.export_bpf(out)
+    except (ImportError, OSError, RuntimeError) as e:
+        raise SandboxUnavailable(f"the grader's seccomp filter needs libseccomp and pyseccomp ({e})") from e
+    out.flush()
+    out.seek(0)
+    return out
+
+
+def mounts(workdir, hide, tmp_bytes, keep):
+    """bwrap's mount options: `hide` under empty tmpfs mounts, `keep` (Python's own folders) bound back
+    read-only, a hidden folder inside `keep` hidden again, /tmp private with WORKDIR at /tmp/work."""
+    args = ["--ro-bind", "/", "/", "--dev", "/dev", "--remount-ro", "/dev"]
+    args += ["--proc", "/proc"] if bwrap_proc() == "private" else \
+        ["--perms", "0555", "--size", "4096", "--tmpfs", "/proc", "--remount-ro", "/proc"]
+    hide = sorted({h.rstrip("/") or "/" for h in hide} | {"/tmp"}, key=len)
+    covered = []
+    for path in hide:
+        if any(_under(path, c) for c in covered) or not os.path.isdir(path):
+            continue
+        if path == "/tmp":
+            args += ["--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/tmp"]
+        else:
+            args += ["--perms", "0555", "--size", "65536", "--tmpfs", path]
+        covered.append(path)
+    for path in keep:
+        args += ["--ro-bind", path, path]
+    args += [a for path in covered if path != "/tmp" for a in ("--remount-ro", path)]
+    for path in hide:
+        if any(_under(path, k) for k in keep) and path not in keep and os.path.isdir(path):
+            args += ["--perms", "0555", "--size", "4096", "--tmpfs", path, "--remount-ro", path]
+    return args + ["--bind", str(workdir), WORK, "--chdir", WORK]
 
 
 def _cgroup(controller, settings):
@@ -118,18 +171,23 @@ def _remove_cgroup(path):
             time.sleep(0.02)
 
 
-def run_child(workdir: Path, limits: Limits, isolate: bool = True) -> dict:
-    """Run child.py on `workdir` within `limits` (wall clock, processes, memory of all processes).
+def run_child(workdir: Path, limits: Limits, isolate: bool = True, hide=()) -> dict:
+    """Run child.py on `workdir` within `limits` (wall clock, processes, memory of all processes), with the
+    folders in `hide` out of its sight.
     Returns {returncode, signal, timed_out, forks_refused, oom_killed, stderr_tail}."""
     workdir = Path(workdir)
     cmd = [sys.executable, "-I", "-B", str(workdir / "child.py"), str(workdir)]
+    seccomp = None
     if isolate:
         if not namespaces_work():
             raise SandboxUnavailable(
-                "the grader needs `unshare` with user, network, mount and pid namespaces "
-                "(util-linux; kernel.unprivileged_userns_clone=1 or root); it is not available here"
+                "the grader needs bubblewrap (`bwrap`, Debian's bubblewrap) with user, network, ipc and pid "
+                "namespaces (kernel.unprivileged_userns_clone=1 or root); it is not available here"
             )
-        cmd = unshare_command() + cmd
+        seccomp = seccomp_filter()
+        cmd = [*BWRAP, "--seccomp", str(seccomp.fileno()),
+               *mounts(workdir, hide, limits.tmp_bytes, kept_paths(hide)),
+               sys.executable, "-I", "-B", f"{WORK}/child.py", WORK]
     cgroup = _pids_cgroup(limits.processes) if isolate else None
     memory = _memory_cgroup(limits) if isolate else None
 
@@ -144,7 +202,10 @@ def run_child(workdir: Path, limits: Limits, isolate: bool = True) -> dict:
     timed_out = False
     with open(workdir / "stdout.txt", "wb") as out, open(workdir / "stderr.txt", "wb") as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True, preexec_fn=preexec, cwd=workdir)
+                                start_new_session=True, preexec_fn=preexec, cwd=workdir,
+                                pass_fds=[seccomp.fileno()] if seccomp else [])
+        if seccomp:
+            seccomp.close()
         try:
             proc.wait(timeout=limits.wall)
         except subprocess.TimeoutExpired:
@@ -166,7 +227,7 @@ def run_child(workdir: Path, limits: Limits, isolate: bool = True) -> dict:
         oom_killed = _oom_kills(memory) > 0
         _remove_cgroup(memory)
     code = proc.returncode
-    # unshare --fork passes the child's signal on by killing itself with it: code = -signal.
+    # bwrap exits with 128 + the signal that ended the child (-signal: the grader killed bwrap).
     with open(workdir / "stderr.txt", "rb") as f:
         f.seek(max(0, (workdir / "stderr.txt").stat().st_size - 2000))
         tail = f.read().decode(errors="replace")

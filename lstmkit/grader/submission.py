@@ -23,7 +23,7 @@ from lstmkit import grading
 from . import stubs
 from .limits import Limits
 from .plan import student_cells
-from .sandbox import SandboxUnavailable, run_child, unshare_command
+from .sandbox import SandboxUnavailable, run_child
 from .scan import scan
 
 HERE = Path(__file__).resolve().parent
@@ -135,7 +135,7 @@ def grade_submission(job):
     work = Path(tempfile.mkdtemp(prefix="lstmkit-grade-"))
     try:
         calls = _prepare(work, job, cells)
-        run = run_child(work, job["limits"], isolate=job["isolate"])
+        run = run_child(work, job["limits"], isolate=job["isolate"], hide=_hidden_paths(job["course"]))
         out = work / "out"
         if not (out / "ready.json").exists():
             raise SandboxUnavailable(f"the sandbox did not start:\n{run['stderr_tail']}")
@@ -213,7 +213,6 @@ def _prepare(work, job, cells):
             job_calls.append({k: call[k] for k in ("id", "check", "fn")})
     spec = {"cells": cells, "calls": job_calls, "hide": _hidden_paths(job["course"]),
             "isolate": job["isolate"], "limits": job["limits"].child_view(),
-            "hide_proc": job["isolate"] and "--mount-proc" not in (unshare_command() or []),
             "guard_torch": not plan.uses_torch}
     (work / "job.json").write_text(json.dumps(spec))
     return calls
