@@ -1,17 +1,19 @@
-"""Autograder checks for the nbgrader assignments in assignments/.
+"""Autograder checks for the nbgrader assignments in assignments/, one `Check` object per check.
 
-Every check is split in three steps so that the comparison can run outside the student's
-kernel on plain data:
+Every check is split in steps so that the comparison can run outside the student's kernel on plain data:
 
-    inputs  = CHECK.make_inputs(seed)        # dict of NumPy arrays and ints (random shapes too)
-    outputs = CHECK.run(student_fn, inputs)  # calls the student's code: run this in the sandbox
-    CHECK.compare(inputs, outputs)           # trusted: raises AssertionError with a hint
+    inputs  = CHECK.make_inputs(seed)                            # NumPy arrays; the seed picks the sizes
+    outputs = CHECK.run(student_fn, CHECK.child_inputs(inputs))  # calls the student's code (sandboxed)
+    CHECK.judge(inputs, outputs)                                 # trusted: {component: message or None}
 
-`check_xxx(student_fn, seed)` does all three. The expected values come from lstmkit.reference
-on the same inputs, compared in float64 (relative error ~1e-8 for forward values, ~1e-6 for
-gradients), plus property checks (shapes, gates in (0, 1), no overflow for large inputs) that a
-hard-coded answer fails. Checks print nothing and emit no warnings: nbgrader scores a test cell
-0 if it writes anything to stderr.
+A test cell of a notebook makes a `Checks("<name>", points=P)`, calls it on visible seeds (one per kind
+of sizes: B = 1, H = 1, ..., any sizes) and hidden ones, and ends with `checks.points()`: the points
+in proportion to the components x kinds that pass (`part_points`), which nbgrader takes as partial
+credit and `lstmkit grade` computes the same way. `check_xxx(student_fn, seed)` is the strict form
+(raises AssertionError). The expected values come from lstmkit.reference on the same inputs, compared
+in float64 (relative error ~1e-8 for forward values, ~1e-6 for gradients), plus property checks
+(shapes, gates in (0, 1), no overflow for large inputs) that a hard-coded answer fails. Checks write
+nothing to stderr and emit no warnings: nbgrader scores a test cell 0 if it writes anything there.
 """
 
 from __future__ import annotations
@@ -25,33 +27,170 @@ from . import grading_run as _runs
 from . import reference as ref
 from .grading_run import _call, _copy_params, _pair  # noqa: F401 - re-exported
 
-_sigmoid_run = _runs.sigmoid_run
-_preact_run = _runs.preact_run
-_gates_run = _runs.gates_run
-_cell_forward_run = _runs.cell_forward_run
-_numgrad_run = _runs.numgrad_run
-_torch_cell_run = _runs.torch_cell_run
-_torch_layer_run = _runs.torch_layer_run
-_adding_run = _runs.adding_run
-
 FORWARD_TOL = 1e-8
 GRAD_TOL = 1e-6
 GATES = ref.GATES
 
 
+def _unchanged(inputs):
+    return inputs
+
+
 @dataclass(frozen=True)
 class Check:
-    """One autograder check: make_inputs(seed) -> dict, run(fn, inputs) -> dict, compare(inputs, outputs)."""
+    """One autograder check, defined once.
+
+    - make_inputs(seed) -> dict: random inputs; the seed also picks the kind of sizes (`kinds`, e.g.
+      "B = 1"): kind = kinds[seed % len(kinds)], so seeds 0, 1, ... cover every kind in turn;
+    - child_inputs(inputs) -> dict: what the student-call step gets (e.g. plus the reference's cache);
+    - run (lstmkit.grading_run.RUNS[name]): calls the student's function; the sandbox runs this step;
+    - compare(inputs, outputs): trusted, raises AssertionError with a hint; `components` splits it into
+      independent ideas (dx, dh_prev, ...), each scored on its own;
+    - uses: earlier student functions the student's function may call; a call that fails is run again
+      with the grader's versions in their place (one mistake is charged to one part only).
+    """
 
     name: str
     make_inputs: Callable[[int], dict]
-    run: Callable[[Callable, dict], dict]
     compare: Callable[[dict, dict], None]
+    kinds: tuple = ("any sizes",)
+    components: dict | None = None  # component name -> compare(inputs, outputs)
+    child_inputs: Callable[[dict], dict] = _unchanged
+    uses: tuple = ()
+
+    @property
+    def run(self):
+        return _runs.RUNS[self.name]
+
+    def kind(self, seed):
+        return self.kinds[seed % len(self.kinds)]
+
+    @property
+    def component_names(self):
+        return tuple(self.components or ("",))
+
+    def judge(self, inputs, outputs):
+        """{component: None if it passes, else the message} for the outputs of one call."""
+        parts = self.components or {"": self.compare}
+        verdict = {}
+        for name, compare in parts.items():
+            try:
+                compare(inputs, outputs)
+                verdict[name] = None
+            except AssertionError as e:
+                verdict[name] = str(e) or "wrong answer"
+            except Exception as e:  # noqa: BLE001 - outputs the comparison could not read
+                verdict[name] = f"the result is malformed ({type(e).__name__}: {e})"
+        return verdict
+
+    def grade(self, fn, seed):
+        """Run and judge one call in this process (nbgrader's kernel, `Checks`): a Verdict."""
+        inputs = self.make_inputs(seed)
+        own = self._judged(fn, inputs)
+        sub = None
+        if self.uses and any(m is not None for m in own.values()):
+            with _runs.substituted(fn, self.uses):
+                sub = self._judged(fn, inputs)
+        return combine(self, seed, own, sub)
+
+    def _judged(self, fn, inputs):
+        try:
+            outputs = self.run(fn, self.child_inputs(inputs))
+        except AssertionError as e:
+            return dict.fromkeys(self.component_names, str(e))
+        except Exception as e:  # noqa: BLE001 - the student's code
+            return dict.fromkeys(self.component_names, f"{type(e).__name__}: {e}"[:300])
+        return self.judge(inputs, outputs)
 
     def __call__(self, fn, seed=0):
-        inputs = self.make_inputs(seed)
-        self.compare(inputs, self.run(fn, inputs))
+        """Strict form: raise AssertionError with the first failure's message."""
+        verdict = self.grade(fn, seed)
+        if not verdict.passed:
+            raise AssertionError(verdict.message)
         return True
+
+
+@dataclass
+class Verdict:
+    """One call's result: {component: message or None}, its kind, and a note on substitution."""
+
+    check: str
+    seed: int
+    kind: str
+    failures: dict
+    note: str = ""
+
+    @property
+    def passed(self):
+        return all(m is None for m in self.failures.values())
+
+    @property
+    def message(self):
+        first = next((m for m in self.failures.values() if m is not None), "")
+        return first or self.note
+
+
+def combine(check, seed, own, sub):
+    """A component passes if it passes with the student's functions or with the grader's in place of
+    the earlier ones (`check.uses`); the note says when only the latter."""
+    failures, rescued = {}, False
+    for name in check.component_names:
+        if own.get(name) is None:
+            failures[name] = None
+        elif sub is not None and sub.get(name) is None:
+            failures[name], rescued = None, True
+        else:
+            failures[name] = (sub or own).get(name) or own.get(name) or "wrong answer"
+    note = ""
+    if rescued:
+        note = (f"passes with the grader's {', '.join(check.uses)} in place of yours: the mistake is in "
+                f"{'that function' if len(check.uses) == 1 else 'one of those'}, charged in its own part")
+    if note and not all(m is None for m in failures.values()):
+        failures = {k: (m if m is None else f"{m} ({note})") for k, m in failures.items()}
+        note = ""
+    return Verdict(check.name, seed, check.kind(seed), failures, note)
+
+
+def part_points(points, verdicts, components):
+    """Points of one test cell: points x (passing cells / cells) over the grid of components x kinds of
+    sizes, where a cell passes when every call of that kind passes that component; 2 decimals. The
+    same function scores nbgrader's test cells (Checks.points) and `lstmkit grade`."""
+    kinds = sorted({v.kind for v in verdicts})
+    if not kinds:
+        return 0.0
+    cells = [(c, k) for c in components for k in kinds]
+    passing = sum(all(v.failures.get(c, "missing") is None for v in verdicts if v.kind == k)
+                  for c, k in cells)
+    return round(points * passing / len(cells), 2)
+
+
+class Checks:
+    """The checks of one autograded test cell. Calls never raise: a failure prints its message, and
+    the cell's last line `checks.points()` shows the points earned, which nbgrader takes as the
+    cell's partial credit.
+
+        checks = grading.Checks("cell_forward", points=3)
+        checks(cell_forward, seed=0)
+        checks.points()
+    """
+
+    def __init__(self, check, points):
+        self.check, self.max, self.verdicts = CHECKS[check], float(points), []
+
+    def __call__(self, fn, seed):
+        verdict = self.check.grade(fn, seed)
+        self.verdicts.append(verdict)
+        if not verdict.passed:
+            print(f"FAILED {self.check.name} (seed {seed}, {verdict.kind}): {verdict.message}")
+        elif verdict.note:
+            print(f"passed {self.check.name} (seed {seed}, {verdict.kind}): {verdict.note}")
+        return verdict.passed
+
+    def points(self):
+        earned = part_points(self.max, self.verdicts, self.check.component_names)
+        if earned < self.max:
+            print(f"{earned:g} of {self.max:g} points")
+        return earned
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -94,14 +233,18 @@ def _expect(name, value, expected, tol, hint=""):
     return arr
 
 
-def _sizes(rng):
-    """Random (T, B, D, H) small enough for quick checks."""
-    return (
-        int(rng.integers(2, 7)),
-        int(rng.integers(1, 5)),
-        int(rng.integers(1, 6)),
-        int(rng.integers(1, 6)),
-    )
+CELL_KINDS = ("B = 1", "H = 1", "D = 1", "any sizes")
+SEQUENCE_KINDS = ("B = 1", "H = 1", "T = 1", "any sizes")
+
+
+def _sizes(rng, kind="any sizes"):
+    """Random (T, B, D, H) small enough for quick checks: each from 2 to 5 (T to 6), except that the
+    kind "B = 1" (or "H = 1", "D = 1", "T = 1") sets that size to 1."""
+    sizes = {"T": int(rng.integers(2, 7)), "B": int(rng.integers(2, 6)), "D": int(rng.integers(2, 6)),
+             "H": int(rng.integers(2, 6))}
+    if kind != "any sizes":
+        sizes[kind[0]] = 1
+    return sizes["T"], sizes["B"], sizes["D"], sizes["H"]
 
 
 def _params(rng, D, H, scale=1.0):
@@ -117,9 +260,14 @@ def _blocks(a, H):
 # ----------------------------------------------------------------------------- sigmoid
 
 
+SIGMOID_KINDS = ("one element", "any shape")
+
+
 def _sigmoid_inputs(seed):
     rng = np.random.default_rng(seed)
-    shape = tuple(int(n) for n in rng.integers(1, 6, size=int(rng.integers(1, 4))))
+    shape = tuple(int(n) for n in rng.integers(2, 6, size=int(rng.integers(1, 4))))
+    if SIGMOID_KINDS[seed % 2] == "one element":
+        shape = (1,) * int(rng.integers(1, 3))
     z = rng.standard_normal(shape) * 5
     z.flat[0] = -1000.0 if z.size == 1 else z.flat[0]
     big = np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0]) * rng.uniform(0.5, 1.5)
@@ -143,7 +291,7 @@ def _sigmoid_compare(inputs, out):
         _expect(what, s, ref.sigmoid(z), FORWARD_TOL, "sigmoid(z) = 1 / (1 + exp(-z))")
 
 
-check_sigmoid = Check("sigmoid", _sigmoid_inputs, _sigmoid_run, _sigmoid_compare)
+check_sigmoid = Check("sigmoid", _sigmoid_inputs, _sigmoid_compare, kinds=SIGMOID_KINDS)
 
 
 # ----------------------------------------------------------------------------- gate pre-activations
@@ -151,7 +299,7 @@ check_sigmoid = Check("sigmoid", _sigmoid_inputs, _sigmoid_run, _sigmoid_compare
 
 def _cell_inputs(seed, scale=1.0):
     rng = np.random.default_rng(seed)
-    _, B, D, H = _sizes(rng)
+    _, B, D, H = _sizes(rng, CELL_KINDS[seed % len(CELL_KINDS)])
     return {
         "x": rng.standard_normal((B, D)),
         "h_prev": rng.standard_normal((B, H)),
@@ -170,15 +318,18 @@ def _preact_compare(inputs, out):
     _expect("a", a, a_ref, FORWARD_TOL, "a = x W_ih^T + b_ih + h_prev W_hh^T + b_hh (both biases)")
 
 
-check_gate_preactivations = Check("gate_preactivations", _cell_inputs, _preact_run, _preact_compare)
+check_gate_preactivations = Check("gate_preactivations", _cell_inputs, _preact_compare, kinds=CELL_KINDS)
 
 
 # ----------------------------------------------------------------------------- gate activations
 
 
+GATE_KINDS = ("B = 1", "H = 1", "any sizes")
+
+
 def _gates_inputs(seed):
     rng = np.random.default_rng(seed)
-    B, H = int(rng.integers(1, 5)), int(rng.integers(1, 6))
+    _, B, _, H = _sizes(rng, GATE_KINDS[seed % len(GATE_KINDS)])
     a = rng.standard_normal((B, 4 * H)) * 3
     a[0, 0] = 800.0  # large pre-activations must not overflow
     a[-1, -1] = -800.0
@@ -217,7 +368,8 @@ def _gates_compare(inputs, out):
             )
 
 
-check_gate_activations = Check("gate_activations", _gates_inputs, _gates_run, _gates_compare)
+check_gate_activations = Check("gate_activations", _gates_inputs, _gates_compare, kinds=GATE_KINDS,
+                               uses=("sigmoid",))
 
 
 # ----------------------------------------------------------------------------- cell_forward
@@ -257,7 +409,8 @@ def _cell_forward_compare(inputs, out):
     _expect("next h", got["h"], h_ref, FORWARD_TOL, "h = o * tanh(c)")
 
 
-check_cell_forward = Check("cell_forward", _cell_inputs, _cell_forward_run, _cell_forward_compare)
+check_cell_forward = Check("cell_forward", _cell_inputs, _cell_forward_compare, kinds=CELL_KINDS,
+                           uses=("sigmoid", "gate_preactivations", "gate_activations"))
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -316,28 +469,55 @@ def _cell_backward_child_inputs(inputs):
     return {**inputs, "cache": cache}
 
 
-def _cell_backward_run(fn, inputs):
-    return _runs.cell_backward_run(fn, _cell_backward_child_inputs(inputs))
-
-
-def _cell_backward_compare(inputs, out):
+def _cell_backward_expected(inputs):
     _, cache = ref.cell_forward(inputs["x"], (inputs["h_prev"], inputs["c_prev"]), inputs["params"])
     dx, (dh_prev, dc_prev), grads = ref.cell_backward((inputs["dh"], inputs["dc"]), cache)
-    H = dh_prev.shape[1]
-    _expect("dc_prev", out["dc_prev"], dc_prev, GRAD_TOL, "dc_prev = (dc + dh * o * (1 - tanh(c)^2)) * f")
-    _compare_param_grads(out["grads"], grads, H, GRAD_TOL)
-    _expect("dx", out["dx"], dx, GRAD_TOL, "dx = da @ W_ih, with da the gradient w.r.t. the pre-activations")
-    _expect("dh_prev", out["dh_prev"], dh_prev, GRAD_TOL, "dh_prev = da @ W_hh")
+    return {"dx": dx, "dh_prev": dh_prev, "dc_prev": dc_prev, "grads": grads}
+
+
+CELL_BACKWARD_HINTS = {
+    "dx": "dx = da @ W_ih, with da the gradient w.r.t. the pre-activations",
+    "dh_prev": "dh_prev = da @ W_hh",
+    "dc_prev": "dc_prev = (dc + dh * o * (1 - tanh(c)^2)) * f",
+}
+
+
+def _output_compare(name, expected_of, hint):
+    def compare(inputs, out):
+        _expect(name, out[name], expected_of(inputs)[name], GRAD_TOL, hint)
+
+    return compare
+
+
+def _cell_backward_grads_compare(inputs, out):
+    expected = _cell_backward_expected(inputs)
+    _compare_param_grads(out["grads"], expected["grads"], expected["dh_prev"].shape[1], GRAD_TOL)
+
+
+CELL_BACKWARD_COMPONENTS = {  # in the order their messages are most telling
+    "dc_prev": _output_compare("dc_prev", _cell_backward_expected, CELL_BACKWARD_HINTS["dc_prev"]),
+    "weight and bias gradients": _cell_backward_grads_compare,
+    **{k: _output_compare(k, _cell_backward_expected, CELL_BACKWARD_HINTS[k]) for k in ("dx", "dh_prev")},
+}
+
+
+def _all_components(components):
+    def compare(inputs, out):
+        for c in components.values():
+            c(inputs, out)
+
+    return compare
 
 
 check_cell_backward = Check(
-    "cell_backward", _cell_backward_inputs, _cell_backward_run, _cell_backward_compare
+    "cell_backward", _cell_backward_inputs, _all_components(CELL_BACKWARD_COMPONENTS), kinds=CELL_KINDS,
+    components=CELL_BACKWARD_COMPONENTS, child_inputs=_cell_backward_child_inputs,
 )
 
 
 def _backward_inputs(seed):
     rng = np.random.default_rng(seed)
-    T, B, D, H = _sizes(rng)
+    T, B, D, H = _sizes(rng, SEQUENCE_KINDS[seed % len(SEQUENCE_KINDS)])
     return {
         "xs": rng.standard_normal((T, B, D)),
         "h0": rng.standard_normal((B, H)),
@@ -353,10 +533,6 @@ def _backward_child_inputs(inputs):
     """The run's inputs plus the reference's forward cache (computed by the trusted side)."""
     _, _, cache = ref.forward(inputs["xs"], (inputs["h0"], inputs["c0"]), _copy_params(inputs["params"]))
     return {**inputs, "cache": cache}
-
-
-def _backward_run(fn, inputs):
-    return _runs.backward_run(fn, _backward_child_inputs(inputs))
 
 
 def _step_grads(inputs, cache):
@@ -380,23 +556,32 @@ def _step_grads(inputs, cache):
     return [out[t] for t in range(xs.shape[0])]
 
 
-def _backward_compare(inputs, out):
+def _backward_expected(inputs):
     _, _, cache = ref.forward(inputs["xs"], (inputs["h0"], inputs["c0"]), inputs["params"])
     dxs, (dh0, dc0), grads = ref.backward(inputs["dhs"], (inputs["dh_T"], inputs["dc_T"]), cache)
-    H = dh0.shape[1]
-    _expect(
-        "dxs",
-        out["dxs"],
-        dxs,
-        GRAD_TOL,
-        "the gradient w.r.t. x_t needs dh from step t+1 added to dhs[t] (and dc carried back)",
-    )
-    _expect("dh0", out["dh0"], dh0, GRAD_TOL, "dh0 is the dh_prev of the first step")
-    _expect("dc0", out["dc0"], dc0, GRAD_TOL, "dc0 is the dc_prev of the first step")
-    _compare_param_grads(out["grads"], grads, H, GRAD_TOL, step_grads=_step_grads(inputs, cache))
+    return {"dxs": dxs, "dh0": dh0, "dc0": dc0, "grads": grads, "cache": cache}
 
 
-check_backward = Check("backward", _backward_inputs, _backward_run, _backward_compare)
+BACKWARD_HINTS = {
+    "dxs": "the gradient w.r.t. x_t needs dh from step t+1 added to dhs[t] (and dc carried back)",
+    "dh0": "dh0 is the dh_prev of the first step",
+    "dc0": "dc0 is the dc_prev of the first step",
+}
+
+
+def _backward_grads_compare(inputs, out):
+    e = _backward_expected(inputs)
+    _compare_param_grads(out["grads"], e["grads"], e["dh0"].shape[1], GRAD_TOL,
+                         step_grads=_step_grads(inputs, e["cache"]))
+
+
+BACKWARD_COMPONENTS = {
+    **{k: _output_compare(k, _backward_expected, hint) for k, hint in BACKWARD_HINTS.items()},
+    "weight and bias gradients": _backward_grads_compare,
+}
+check_backward = Check("backward", _backward_inputs, _all_components(BACKWARD_COMPONENTS),
+                       kinds=SEQUENCE_KINDS, components=BACKWARD_COMPONENTS,
+                       child_inputs=_backward_child_inputs, uses=("cell_backward",))
 
 
 # ----------------------------------------------------------------------------- numerical gradient
@@ -404,7 +589,9 @@ check_backward = Check("backward", _backward_inputs, _backward_run, _backward_co
 
 def _numgrad_inputs(seed):
     rng = np.random.default_rng(seed)
-    shape = tuple(int(n) for n in rng.integers(1, 5, size=int(rng.integers(1, 3))))
+    shape = tuple(int(n) for n in rng.integers(2, 5, size=int(rng.integers(1, 3))))
+    if SIGMOID_KINDS[seed % 2] == "one element":
+        shape = (1,) * int(rng.integers(1, 3))
     return {"x": rng.standard_normal(shape), "w": rng.standard_normal(shape), "v": rng.standard_normal(shape)}
 
 
@@ -423,13 +610,13 @@ def _numgrad_compare(inputs, out):
     )
 
 
-check_numerical_gradient = Check("numerical_gradient", _numgrad_inputs, _numgrad_run, _numgrad_compare)
+check_numerical_gradient = Check("numerical_gradient", _numgrad_inputs, _numgrad_compare, kinds=SIGMOID_KINDS)
 
 
 # ----------------------------------------------------------------------------- PyTorch modules
 
 
-check_torch_cell = Check("torch_cell", _cell_inputs, _torch_cell_run, _cell_forward_compare)
+check_torch_cell = Check("torch_cell", _cell_inputs, _cell_forward_compare, kinds=CELL_KINDS)
 
 
 def _torch_layer_compare(inputs, out):
@@ -439,7 +626,8 @@ def _torch_layer_compare(inputs, out):
     _expect("c_n", out["c_n"], c_T[None], FORWARD_TOL, "c_n is the last c with shape (1, B, H) like nn.LSTM")
 
 
-check_torch_layer = Check("torch_layer", _backward_inputs, _torch_layer_run, _torch_layer_compare)
+check_torch_layer = Check("torch_layer", _backward_inputs, _torch_layer_compare, kinds=SEQUENCE_KINDS,
+                          uses=("lstm_step",))
 
 
 # ----------------------------------------------------------------------------- the adding problem
@@ -491,7 +679,16 @@ def _adding_compare(inputs, out):
         )
 
 
-check_adding = Check("adding", _adding_inputs, _adding_run, _adding_compare)
+check_adding = Check("adding", _adding_inputs, _adding_compare, kinds=("a fresh batch",))
+
+# The auto-graded test cells of each assignment, in notebook order, with their points: the one place the
+# points live (assignments/make_notebooks.py writes them into the notebooks; the tests read them here).
+POINTS = {
+    "gates": {"test_sigmoid": 2, "test_gate_preactivations": 2, "test_gate_activations": 2,
+              "test_cell_forward": 3},
+    "bptt": {"test_cell_backward": 4, "test_backward": 4, "test_numerical_gradient": 2},
+    "pytorch": {"test_cell": 3, "test_layer": 3, "test_adding": 3},
+}
 
 CHECKS = {
     c.name: c
@@ -507,11 +704,4 @@ CHECKS = {
         check_torch_layer,
         check_adding,
     )
-}
-
-# What the sandboxed run of a check needs beyond make_inputs(seed): check name -> inputs -> inputs.
-# Everything else a run gets is make_inputs(seed) itself (see lstmkit.grading_run).
-CHILD_INPUTS = {
-    "cell_backward": _cell_backward_child_inputs,
-    "backward": _backward_child_inputs,
 }

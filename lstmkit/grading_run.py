@@ -4,16 +4,20 @@ This module imports only NumPy (and torch inside the PyTorch runs), never the re
 the grader's sandbox can load it next to the student's code without giving that code the
 reference. Every run takes plain inputs (the backward runs get the reference's forward cache in
 `inputs["cache"]`, computed by the trusted process) and returns a dict of outputs; a malformed
-answer raises AssertionError with a message in the student's terms.
+answer raises AssertionError with a message in the student's terms. `SUBSTITUTES` are the grader's
+versions of the functions a later part calls (sigmoid, gate_activations, cell_backward, lstm_step...):
+a failing call is run again with them in place (`substituted`), and they answer only then.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
 
 GATES = ("i", "f", "g", "o")
+MARKER = "[lstmkit-reference-used]"
 
 
 def _call(what, fn, *args):
@@ -162,6 +166,96 @@ def torch_layer_run(cls, inputs):
 
 def adding_run(predict, inputs):
     return {"pred": _call("predict(xs)", predict, np.array(inputs["xs"]))}
+
+
+# ----------------------------------------------------------------------------- substitutes
+# A later part that calls an earlier student function (cell_forward calls gate_activations) is run a
+# second time with these in place of the earlier functions, so that one mistake costs one part. They
+# answer only while `substituted` is active; any other use is refused (and flagged by the sandbox).
+
+_ACTIVE = []
+ON_MISUSE = []  # the sandbox appends a function that records the misuse
+
+
+def _sigmoid(z):  # as lstmkit.reference.sigmoid: no overflow for any finite z
+    return (1 + np.tanh(np.asarray(z, dtype=np.float64) / 2)) / 2
+
+
+def _gate_preactivations(x, h_prev, params):
+    p = params
+    return x @ p["weight_ih"].T + p["bias_ih"] + h_prev @ p["weight_hh"].T + p["bias_hh"]
+
+
+def _gate_activations(a):
+    H = a.shape[1] // 4
+    return _sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H]), np.tanh(a[:, 2 * H:3 * H]), _sigmoid(a[:, 3 * H:])
+
+
+def _cell_backward(dstate, cache):
+    dh, dc = dstate
+    i, f, g, o, tanh_c, p = (cache[k] for k in ("i", "f", "g", "o", "tanh_c", "params"))
+    dc = dc + dh * o * (1 - tanh_c**2)
+    da = np.concatenate([dc * g * i * (1 - i), dc * cache["c_prev"] * f * (1 - f), dc * i * (1 - g**2),
+                         dh * tanh_c * o * (1 - o)], axis=1)
+    grads = {"weight_ih": da.T @ cache["x"], "weight_hh": da.T @ cache["h_prev"],
+             "bias_ih": da.sum(axis=0), "bias_hh": da.sum(axis=0)}
+    return da @ p["weight_ih"], (da @ p["weight_hh"], dc * f), grads
+
+
+def _lstm_step(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih, bias_hh):  # the pytorch notebook's
+    import torch
+
+    a_i, a_f, a_g, a_o = (x @ weight_ih.T + bias_ih + h_prev @ weight_hh.T + bias_hh).chunk(4, dim=-1)
+    c = torch.sigmoid(a_f) * c_prev + torch.sigmoid(a_i) * torch.tanh(a_g)
+    return torch.sigmoid(a_o) * torch.tanh(c), c
+
+
+def _guarded(name, fn):
+    def substitute(*args, **kwargs):
+        if not _ACTIVE:
+            message = f"{MARKER} {name} comes from the grader: write it yourself"
+            for record in ON_MISUSE:
+                record(message)
+            raise AssertionError(message)
+        return fn(*args, **kwargs)
+
+    substitute.__name__ = name
+    return substitute
+
+
+SUBSTITUTES = {name: _guarded(name, fn) for name, fn in (
+    ("sigmoid", _sigmoid), ("gate_preactivations", _gate_preactivations),
+    ("gate_activations", _gate_activations), ("cell_backward", _cell_backward), ("lstm_step", _lstm_step))}
+
+
+def _namespace(fn):
+    """The global namespace the student's function (or the methods of the student's class) reads."""
+    if hasattr(fn, "__globals__"):
+        return fn.__globals__
+    for value in vars(fn).values() if isinstance(fn, type) else ():
+        if hasattr(value, "__globals__"):
+            return value.__globals__
+    return None
+
+
+@contextlib.contextmanager
+def substituted(fn, names):
+    """Run `fn` with the grader's versions of `names` in its namespace (restored afterwards)."""
+    namespace = _namespace(fn)
+    missing = object()
+    saved = {n: namespace.get(n, missing) for n in names} if namespace is not None else {}
+    try:
+        for n in saved:
+            namespace[n] = SUBSTITUTES[n]
+        _ACTIVE.append(True)
+        yield
+    finally:
+        _ACTIVE.clear()
+        for n, value in saved.items():
+            if value is missing:
+                namespace.pop(n, None)
+            else:
+                namespace[n] = value
 
 
 # check name (lstmkit.grading.CHECKS) -> run

@@ -32,21 +32,14 @@ from pathlib import Path
 import nbformat
 import numpy as np
 
+from lstmkit import grading
+
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "assignments"
 ASSIGNMENTS = ("gates", "bptt", "pytorch")
 
 # The auto-graded test cells of each source notebook, in notebook order, with their points.
-POINTS = {
-    "gates": {
-        "test_sigmoid": 2,
-        "test_gate_preactivations": 2,
-        "test_gate_activations": 2,
-        "test_cell_forward": 3,
-    },
-    "bptt": {"test_cell_backward": 4, "test_backward": 4, "test_numerical_gradient": 2},
-    "pytorch": {"test_cell": 3, "test_layer": 3, "test_adding": 3},
-}
+POINTS = grading.POINTS
 # Manually graded cells (in nbgrader's gradebook, not in the CSV).
 MANUAL_POINTS = {"gates": 3, "bptt": 3, "pytorch": 0}
 
@@ -372,10 +365,11 @@ def _(ctx):
 @case(
     "edit_given_cell",
     "gates",
-    zero("gates", "test_sigmoid", "test_gate_activations", "test_cell_forward"),
+    zero("gates", "test_sigmoid"),
     "error",
     ["test_sigmoid:", "_ref_sigmoid"],
-    doc="the locked imports cell edited to import the reference's sigmoid; the grader runs the instructor's",
+    doc="the locked imports cell edited to import the reference's sigmoid; the grader runs the instructor's "
+    "(gate_activations and cell_forward, which call sigmoid, are graded with the grader's sigmoid too)",
 )
 def _(ctx):
     nb = append(ctx.source("gates"), "imports", "from lstmkit.reference import sigmoid as _ref_sigmoid")
@@ -587,6 +581,24 @@ def _(ctx):
             '    return getattr(mod, "gate_" + "preactivations")(x, h_prev, params)',
         ),
     )
+
+
+@case(
+    "grader_substitute",
+    "gates",
+    zero("gates", "test_gate_activations", "test_cell_forward"),
+    "flagged",
+    ["test_gate_activations:", "comes from the grader"],
+    doc="gate_activations takes the grader's own version (used to grade later parts) from the sandbox's "
+    "modules, past the static scan",
+)
+def _(ctx):
+    return set_source(ctx.source("gates"), "gates", cell(ctx.source("gates"), "gates").source.replace(
+        "    # Hint: H = a.shape[1] // 4",
+        "    import sys\n"
+        "    theirs = sys.modules['_lstmkit' + '_run'].SUBSTITUTES['gate' + '_activations']\n"
+        "    return theirs(a)\n"
+        "    # Hint: H = a.shape[1] // 4"))
 
 
 @case("lstmkit_torch_importlib", "gates", **FLAGGED_CF, doc="importlib.import_module('lstmkit' + '.torch')")
@@ -1001,10 +1013,11 @@ def _(ctx):
 @case(
     "exit_while_defining",
     "gates",
-    all_zero("gates"),
+    zero("gates", "test_sigmoid"),
     "crashed",
-    ["test_sigmoid:"],
-    doc="os._exit at the top level of the first solution cell: nothing is defined",
+    ["test_sigmoid:", "cell sigmoid was left out: the Python process exited"],
+    doc="os._exit at the top level of the first solution cell, after sigmoid is defined: the grader starts "
+    "again without that cell, so only the part that needs it loses its points",
 )
 def _(ctx):
     return append(ctx.source("gates"), "sigmoid", "import os\nos._exit(3)")

@@ -5,6 +5,7 @@ notebook and notebooks with typical mistakes, and autogrades them (one autograde
 assignment grades every student); the tests then read the scores from the gradebook.
 """
 
+import csv
 import os
 import shutil
 import subprocess
@@ -19,8 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "assignments"
 ASSIGNMENTS = ("gates", "bptt", "pytorch")
 
-# student id -> (assignment, [(text in the solution, mistaken text)], autograded cells that must fail)
+# student id -> (assignment, [(text in the solution, mistaken text)], {autograded cell: points it keeps});
+# every other autograded cell keeps full marks
 MISTAKES = {
+    # gate_activations is wrong; cell_forward, which calls it, is right: graded with the grader's
+    # gate_activations in its place, it keeps its points (one mistake, one part)
     "gate_order": (
         "gates",
         [
@@ -29,16 +33,18 @@ MISTAKES = {
                 "i = sigmoid(a[:, 1 * H:2 * H])\n    f = sigmoid(a[:, 0 * H:1 * H])",
             )
         ],
-        {"test_gate_activations", "test_cell_forward"},
+        {"test_gate_activations": 0},
     ),
-    "no_tanh": ("gates", [("h = o * np.tanh(c)", "h = o * c")], {"test_cell_forward"}),
-    "forget_on_g": ("gates", [("c = f * c_prev + i * g", "c = i * c_prev + f * g")], {"test_cell_forward"}),
-    "no_sum": ("bptt", [("grads[k] += step_grads[k]", "grads[k] = step_grads[k]")], {"test_backward"}),
-    "sigmoid_sign": (
-        "bptt",
-        [("return s * (1 - s)", "return s * (s - 1)")],
-        {"test_cell_backward", "test_backward"},
-    ),
+    "no_tanh": ("gates", [("h = o * np.tanh(c)", "h = o * c")], {"test_cell_forward": 0}),
+    "forget_on_g": ("gates", [("c = f * c_prev + i * g", "c = i * c_prev + f * g")],
+                    {"test_cell_forward": 0}),
+    # wrong only for a batch of one: the visible check with B = 1 shows it; 3 of 4 kinds of sizes pass
+    "squeeze_b1": ("gates", [("h = o * np.tanh(c)", "h = np.squeeze(o * np.tanh(c), axis=0) "
+                              "if x.shape[0] == 1 else o * np.tanh(c)")], {"test_cell_forward": 2.25}),
+    # the weight gradients are right only when T = 1 (1 of 4 kinds); dxs, dh0, dc0 are right: 13 of 16
+    "no_sum": ("bptt", [("grads[k] += step_grads[k]", "grads[k] = step_grads[k]")], {"test_backward": 3.25}),
+    # dsigmoid's sign: dc_prev stays right (1 of 4 components); backward, right itself, keeps its points
+    "sigmoid_sign": ("bptt", [("return s * (1 - s)", "return s * (s - 1)")], {"test_cell_backward": 1}),
 }
 
 
@@ -120,9 +126,48 @@ def test_solution_gets_full_points_and_blank_gets_zero(course, assignment):
 
 
 @pytest.mark.parametrize("student", sorted(MISTAKES))
-def test_mistake_loses_exactly_the_broken_parts(course, student):
-    assignment, _, broken = MISTAKES[student]
+def test_mistake_loses_exactly_its_part_with_partial_credit(course, student):
+    assignment, _, kept = MISTAKES[student]
     scores = auto_scores(course, student, assignment)
-    assert broken <= set(scores)
+    assert set(kept) <= set(scores)
     for name, (score, top) in scores.items():
-        assert score == (0 if name in broken else top), (name, scores)
+        assert score == kept.get(name, top), (name, scores)
+
+
+@pytest.fixture(scope="module")
+def lstmkit_rows(course):
+    """`lstmkit grade` on the same submissions, after nbgrader's scores were read (it rewrites them)."""
+    nbgrader_scores = {(s, a): auto_scores(course, s, a) for a in ("gates", "bptt")
+                       for s in ["solution", "blank", *[m for m in MISTAKES if MISTAKES[m][0] == a]]}
+    rows = {}
+    for a in ("gates", "bptt"):
+        r = subprocess.run([sys.executable, "-m", "lstmkit.cli", "grade", a, "--course", str(course),
+                            "--workers", "2", "--timeout", "30"], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+        with open(course / f"grades-{a}.csv") as f:
+            rows[a] = {row["student"]: row for row in csv.DictReader(f)}
+    return nbgrader_scores, rows
+
+
+def test_partial_credit_agrees_between_nbgrader_and_lstmkit_grade(lstmkit_rows):
+    nbgrader_scores, rows = lstmkit_rows
+    assert len(nbgrader_scores) == 10
+    for (student, assignment), scores in nbgrader_scores.items():
+        row = rows[assignment][student]
+        assert {k: float(row[k]) for k in scores} == {k: v for k, (v, _) in scores.items()}, (student, row)
+
+
+def test_batch_of_one_bug_is_named_by_a_visible_check(lstmkit_rows):
+    row = lstmkit_rows[1]["gates"]["squeeze_b1"]
+    assert row["reason"].startswith("test_cell_forward: next h has shape")
+    assert row["reason"].endswith("(visible test, B = 1)")
+
+
+def test_later_part_graded_with_the_reference_says_so(course, lstmkit_rows):
+    import json
+
+    feedback = json.loads((course / "feedback" / "gate_order" / "gates" / "gates.json").read_text())
+    parts = {p["part"]: p for p in feedback["parts"]}
+    assert parts["test_cell_forward"]["points"] == 3
+    assert "passes with the grader's" in parts["test_cell_forward"]["message"]
+    assert "gate i equals what gate f should be" in parts["test_gate_activations"]["message"]

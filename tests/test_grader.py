@@ -128,17 +128,23 @@ def course(tmp_path_factory):
     edited(course, "gates", "wrong", "cell_forward", "h = o * np.tanh(c)", "h = o * c")
     edited(course, "gates", "endless", "cell_forward", "h_prev, c_prev = state\n",
            "h_prev, c_prev = state\n    while True:\n        pass\n")
+    edited(course, "gates", "endless_first_cell", "sigmoid", "def sigmoid(z):", "def sigmoid(z):",
+           prepend="while True:\n    pass")
     edited(course, "gates", "probe", "sigmoid", "### BEGIN SOLUTION\n",
            "### BEGIN SOLUTION\n    assert not probes, probes\n",
            prepend=PROBE.replace("COURSE", str(course)).replace("PACKAGE", str(ROOT / "lstmkit"))
            .replace("CHECKOUT", str(ROOT)))
     edited(course, "bptt", "no_sum", "backward", "grads[k] += step_grads[k]", "grads[k] = step_grads[k]")
+    r = run("nbgrader", "generate_assignment", "pytorch", "--force", cwd=course)
+    assert r.returncode == 0, r.stdout + r.stderr
+    edited(course, "pytorch", "endless_training", "train", "model = Adder()\n",
+           "while True:\n    pass\nmodel = Adder()\n")
     runs = {}
-    for a, workers in (("gates", "2"), ("bptt", "1")):
+    for a, workers, timeout in (("gates", "2", "20"), ("bptt", "1", "20"), ("pytorch", "1", "25")):
         runs[a] = run("lstmkit.cli", "grade", a, "--course", str(course), "--workers", workers,
-                      "--timeout", "20")
+                      "--timeout", timeout)
         assert runs[a].returncode == 0, runs[a].stdout + runs[a].stderr
-    runs["csv"] = {a: read_csv(course / f"grades-{a}.csv") for a in ("gates", "bptt")}
+    runs["csv"] = {a: read_csv(course / f"grades-{a}.csv") for a in ("gates", "bptt", "pytorch")}
     return course, runs
 
 
@@ -150,7 +156,7 @@ def test_csv_columns_points_status_and_reason(course):
     with open(course[0] / "grades-gates.csv") as f:
         assert f.readline().strip() == ",".join(["student", *GATES_PARTS, "total", "max", "status", "reason"])
     gates = rows(course, "gates")
-    assert sorted(gates) == ["blank", "endless", "honest", "probe", "wrong"]
+    assert sorted(gates) == ["blank", "endless", "endless_first_cell", "honest", "probe", "wrong"]
     assert [gates["honest"][p] for p in GATES_PARTS] == ["2", "2", "2", "3"]
     assert (gates["honest"]["total"], gates["honest"]["max"], gates["honest"]["status"]) == ("9", "9", "ok")
     assert gates["honest"]["reason"] == ""
@@ -160,16 +166,36 @@ def test_csv_columns_points_status_and_reason(course):
     assert blank["reason"].startswith("test_sigmoid: NotImplementedError: Replace this line")
     wrong = gates["wrong"]
     assert [wrong[p] for p in GATES_PARTS] == ["2", "2", "2", "0"] and wrong["status"] == "ok"
-    assert wrong["reason"] == "test_cell_forward: h looks like o * c: the new hidden state is h = o * tanh(c)"
+    assert wrong["reason"] == ("test_cell_forward: h looks like o * c: the new hidden state is "
+                               "h = o * tanh(c) (visible test, B = 1)")
 
 
-def test_endless_loop_times_out(course):
-    # the plot cell calls cell_forward while the cells run, so no check gets to run: every part times out
+def test_endless_loop_costs_only_its_part(course):
+    # each part's checks run right after the cells above its test cell: the parts before cell_forward
+    # are graded before the endless loop starts
     endless = rows(course, "gates")["endless"]
-    assert [endless[p] for p in GATES_PARTS] == ["0", "0", "0", "0"]
+    assert [endless[p] for p in GATES_PARTS] == ["2", "2", "2", "0"]
     assert endless["status"] == "timeout"
-    assert endless["reason"] == "; ".join(
-        f"{p}: did not finish within the time limit (wall clock)" for p in GATES_PARTS)
+    assert endless["reason"] == ("test_cell_forward: did not finish within the time limit (wall clock) "
+                                 "(visible test, B = 1)")
+
+
+def test_training_cell_that_never_ends_costs_only_the_training_part(course):
+    row = rows(course, "pytorch")["endless_training"]
+    assert (row["test_cell"], row["test_layer"], row["test_adding"]) == ("3", "3", "0")
+    assert row["status"] == "timeout"
+    assert row["reason"].startswith("test_adding: NameError: name 'predict' is not defined (cell train was "
+                                    "left out: did not finish within the")
+
+
+def test_a_first_cell_that_never_ends_costs_only_its_part(course):
+    # the child dies in cell sigmoid; a second child runs without that cell and grades the other parts
+    # (gate_activations and cell_forward call sigmoid: graded with the grader's sigmoid in its place)
+    row = rows(course, "gates")["endless_first_cell"]
+    assert [row[p] for p in GATES_PARTS] == ["0", "2", "2", "3"]
+    assert row["status"] == "timeout"
+    assert row["reason"].startswith("test_sigmoid: NameError: name 'sigmoid' is not defined (cell sigmoid "
+                                    "was left out: did not finish within the time limit")
 
 
 def test_bptt_uses_the_reference_cache_and_names_the_mistake(course):
@@ -177,7 +203,9 @@ def test_bptt_uses_the_reference_cache_and_names_the_mistake(course):
     assert (bptt["honest"]["total"], bptt["honest"]["max"], bptt["honest"]["status"]) == ("10", "10", "ok")
     assert bptt["blank"]["total"] == "0" and bptt["blank"]["status"] == "error"
     no_sum = bptt["no_sum"]
-    assert (no_sum["test_cell_backward"], no_sum["test_backward"], no_sum["total"]) == ("4", "0", "6")
+    # the weight gradients are wrong unless T = 1: 3 of the 4 kinds of sizes fail that component, the
+    # other three components (dxs, dh0, dc0) pass: 4 x 13/16 points
+    assert (no_sum["test_cell_backward"], no_sum["test_backward"], no_sum["total"]) == ("4", "3.25", "9.25")
     assert "did you sum over the time steps?" in no_sum["reason"]
 
 
@@ -216,9 +244,9 @@ def test_feedback_has_no_hidden_tests(course):
             if "### BEGIN HIDDEN TESTS" in cell.source:
                 block = cell.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
                 hidden += [line.strip() for line in block.splitlines() if line.strip()]
-    assert "for seed in range(100, 110):" in hidden
+    assert "for seed in range(100, 108):" in hidden
     files = sorted((root / "feedback").glob("*/*/*.*"))
-    assert len(files) == 2 * 8  # html + json for 5 gates and 3 bptt students
+    assert len(files) == 2 * 10  # html + json for 6 gates, 3 bptt and 1 pytorch students
     for path in files:
         text = path.read_text()
         assert "HIDDEN TESTS" not in text and "grading.check_" not in text
@@ -229,7 +257,7 @@ def test_feedback_has_no_hidden_tests(course):
 
 def test_autograded_notebooks_exist_with_the_instructor_cells(course):
     root = course[0]
-    for a, students in (("gates", 5), ("bptt", 3)):
+    for a, students in (("gates", 6), ("bptt", 3)):
         paths = sorted((root / "autograded").glob(f"*/{a}/{a}.ipynb"))
         assert len(paths) == students
     nb = nbformat.read(root / "autograded" / "wrong" / "gates" / "gates.ipynb", 4)
@@ -243,14 +271,14 @@ def test_check_prints_the_visible_messages(course):
     r = run("lstmkit.cli", "check", str(root / "submitted" / "wrong" / "gates" / "gates.ipynb"))
     assert r.returncode == 1, r.stderr
     lines = r.stdout.splitlines()
-    assert "test_sigmoid: grading.check_sigmoid(sigmoid, seed=0) passed" in lines
-    assert ("test_cell_forward: grading.check_cell_forward(cell_forward, seed=0) FAILED (fail): "
+    assert "test_sigmoid: sigmoid(seed=0, one element) passed" in lines
+    assert ("test_cell_forward: cell_forward(seed=0, B = 1) FAILED (fail): "
             "h looks like o * c: the new hidden state is h = o * tanh(c)") in lines
-    assert lines[-1].startswith("4 of 6 visible checks passed")
+    assert lines[-1].startswith("9 of 13 visible checks passed")
     ok = run("lstmkit.cli", "check", str(root / "release" / "gates" / "gates.ipynb"))
     assert ok.returncode == 1 and "FAILED (error): NotImplementedError" in ok.stdout
     good = run("lstmkit.cli", "check", str(root / "submitted" / "honest" / "gates" / "gates.ipynb"))
-    assert good.returncode == 0 and good.stdout.splitlines()[-1].startswith("6 of 6 visible checks passed")
+    assert good.returncode == 0 and good.stdout.splitlines()[-1].startswith("13 of 13 visible checks passed")
 
 
 @pytest.mark.parametrize(

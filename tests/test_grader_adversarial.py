@@ -38,7 +38,7 @@ from nbgrader.api import Gradebook
 ARGS = {  # the per-submission limits; the honest pytorch solution trains for ~600 Adam steps
     "gates": ["--workers", "2", "--timeout", "15", "--memory", "1024"],
     "bptt": ["--workers", "2", "--timeout", "15", "--memory", "1024"],
-    "pytorch": ["--workers", "2", "--timeout", "180", "--memory", "2048"],
+    "pytorch": ["--workers", "2", "--timeout", "300", "--memory", "2048"],  # head-room on a loaded machine
 }
 TWICE = ("gates", "bptt")  # graded a second time for the determinism check
 # what the grader writes: its CSVs, autograded/, feedback/, the gradebook (and files named gradebook.db-*)

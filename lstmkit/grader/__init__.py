@@ -8,7 +8,8 @@ Student code runs only in a sandboxed child process (sandbox.py, child.py); the 
 and comparisons stay in the trusted process (submission.py). See assignments/README.md.
 """
 
-from .grade import GraderError, check_notebook, grade
+from .check import check_notebook
+from .grade import GraderError, grade
 from .sandbox import SandboxUnavailable
 
 __all__ = ["grade", "check_notebook", "GraderError", "SandboxUnavailable"]

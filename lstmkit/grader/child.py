@@ -14,23 +14,26 @@ Before any student code runs it
    works inside Python, where it can name what was tried in the submission's flags, which the kernel's
    refusals cannot.
 
-Then it executes the cells in order (the student's solution cells and the instructor's given cells;
-never test cells) and, for each check call, loads the inputs (np.load, allow_pickle=False), calls
-the student's function through the check's run step and writes the outputs as `<id>.npz` plus a
-small `<id>.json` (status and message), atomically, one call at a time. The trusted process
+Then it executes the cells in notebook order (the student's solution cells and the instructor's given
+cells; never test cells), and at the place of each test cell runs that part's check calls: it loads the
+inputs (np.load, allow_pickle=False), calls the student's function through the check's run step and
+writes the outputs as `<id>.npz` plus a small `<id>.json` (status and message), atomically, one call at
+a time; for a check whose function calls earlier student functions (`uses`) it calls it a second time
+with the grader's versions of those in place (`<id>~sub`). So a later cell that fails or never ends
+costs only the parts after it; `cells.json` says which cell was running. Cells after the last test
+cell are not run. The trusted process
 compares the outputs with the reference itself; nothing written here is trusted beyond its numbers.
 """
 
 import ctypes
 import json
 import os
-import resource
 import sys
 
 MARKER = "[lstmkit-reference-used]"
 WORK = "/tmp/work"
 
-libc = ctypes.CDLL(None, use_errno=True)
+libc = ctypes.CDLL(None, use_errno=True) if os.name == "posix" else None  # Windows: `check` only
 
 
 def _under(path, root):
@@ -69,6 +72,10 @@ def check_isolated():
 
 
 def set_limits(limits):
+    try:
+        import resource
+    except ImportError:  # Windows: `lstmkit check` runs unsandboxed, with only the wall timeout
+        return
     for name, value in (("RLIMIT_FSIZE", limits["fsize"]),
                         ("RLIMIT_NPROC", limits["nproc"]), ("RLIMIT_CORE", 0)):
         resource.setrlimit(getattr(resource, name), (value, value))
@@ -232,19 +239,59 @@ def only_main_process():
         os._exit(0)
 
 
-def run_cells(cells, namespace):
-    errors = {}
-    for grade_id, _role, source in cells:
-        only_main_process()
-        lines = ["pass" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
-        try:
-            exec(compile("\n".join(lines), f"<cell {grade_id}>", "exec"), namespace)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as e:  # noqa: BLE001 - the student's code
-            errors[grade_id] = f"{type(e).__name__}: {e}"[:300]
+def run_cell(cell, namespace, errors):
+    grade_id, _role, source = cell
     only_main_process()
-    return errors
+    lines = ["pass" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    try:
+        exec(compile("\n".join(lines), f"<cell {grade_id}>", "exec"), namespace)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - the student's code
+        errors[grade_id] = f"{type(e).__name__}: {e}"[:300]
+    only_main_process()
+
+
+RUNNER = {}  # the check runs and `substituted`, taken before any student code runs
+
+
+def one_call(call, out_id, namespace, workdir, flags_file, job, uses=()):
+    """Call the student's function on the call's inputs (with the grader's `uses` in place) and write
+    `out/<out_id>.npz` and `.json`."""
+    import numpy as np
+
+    runs, substituted = RUNNER["runs"], RUNNER["substituted"]
+    before = len(FLAGS)
+    if job.get("guard_torch"):
+        guard_torch(flags_file)
+    fn = namespace.get(call["fn"])
+    arrays, meta, status, message = {}, {}, "done", ""
+    try:
+        if fn is None:
+            raise NameError(f"name '{call['fn']}' is not defined")
+        with np.load(os.path.join(workdir, "in", f"{call['id']}.npz"), allow_pickle=False) as npz:
+            inputs = unflatten(npz)
+        if uses:
+            with substituted(fn, uses):
+                outputs = runs[call["check"]](fn, inputs)
+        else:
+            outputs = runs[call["check"]](fn, inputs)
+        for name, value in outputs.items():
+            encode(value, name, arrays, meta)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - the student's code
+        status, message = classify(e)
+    only_main_process()
+    if len(FLAGS) > before:
+        status, message = "flagged", FLAGS[before].replace(MARKER, "").strip()
+    out = os.path.join(workdir, "out", out_id)
+    np.savez(out + ".tmp.npz", **arrays)
+    os.replace(out + ".tmp.npz", out + ".npz")
+    write_json(out + ".json", {"status": status, "message": message[:LIMITS["message_chars"]], "meta": meta})
+    if job["isolate"] and too_many_processes(job["limits"]["nproc"] // 2):  # its own pid namespace only
+        write_json(os.path.join(workdir, "out", "forks.json"), {"call": call["id"]})
+        os._exit(0)
 
 
 def too_many_processes(limit):
@@ -287,47 +334,35 @@ def main(workdir):
                       OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     import signal
 
-    import numpy as np
-    from _lstmkit_run import RUNS
+    import numpy  # noqa: F401 - loaded before the limits
+    from _lstmkit_run import ON_MISUSE, RUNS, substituted
 
-    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; the file-size limit should end us
+    RUNNER.update(runs=RUNS, substituted=substituted)
+    if hasattr(signal, "SIGXFSZ"):  # Python ignores it; the file-size limit should end us
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
     LIMITS.update(job["limits"])
     set_limits(job["limits"])
     install_audit_hook(job["hide"], flags_file, guard=job.get("guard_torch", False))
     write_json(os.path.join(workdir, "out", "ready.json"), {"isolated": job["isolate"]})
     namespace = {"__name__": "__main__"}
-    cell_errors = run_cells(job["cells"], namespace)
-    write_json(os.path.join(workdir, "out", "cells.json"),
-               {"errors": cell_errors, "flags": [f.replace(MARKER, "").strip() for f in FLAGS[:20]]})
+    ON_MISUSE.append(lambda message: flag(message, flags_file))
+    errors, done = {}, 0
+    cells_json = os.path.join(workdir, "out", "cells.json")
+
+    def progress(running):
+        write_json(cells_json, {"errors": errors, "running": running,
+                                "flags": [f.replace(MARKER, "").strip() for f in FLAGS[:20]]})
+
     for call in job["calls"]:
-        before = len(FLAGS)
-        if job.get("guard_torch"):
-            guard_torch(flags_file)
-        fn = namespace.get(call["fn"])
-        arrays, meta, status, message = {}, {}, "done", ""
-        try:
-            if fn is None:
-                raise NameError(f"name '{call['fn']}' is not defined")
-            with np.load(os.path.join(workdir, "in", f"{call['id']}.npz"), allow_pickle=False) as npz:
-                inputs = unflatten(npz)
-            outputs = RUNS[call["check"]](fn, inputs)
-            for name, value in outputs.items():
-                encode(value, name, arrays, meta)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as e:  # noqa: BLE001 - the student's code
-            status, message = classify(e)
-        only_main_process()
-        if len(FLAGS) > before:
-            status, message = "flagged", FLAGS[before].replace(MARKER, "").strip()
-        out = os.path.join(workdir, "out", call["id"])
-        np.savez(out + ".tmp.npz", **arrays)
-        os.replace(out + ".tmp.npz", out + ".npz")
-        write_json(out + ".json", {"status": status, "message": message[:LIMITS["message_chars"]],
-                                        "meta": meta})
-        if too_many_processes(job["limits"]["nproc"] // 2):
-            write_json(os.path.join(workdir, "out", "forks.json"), {"call": call["id"]})
-            os._exit(0)
+        while done < min(call["after"], len(job["cells"])):  # the cells above this part's test cell
+            progress(job["cells"][done][0])
+            run_cell(job["cells"][done], namespace, errors)
+            done += 1
+            progress(None)
+        one_call(call, call["id"], namespace, workdir, flags_file, job)
+        if call.get("uses"):  # again with the grader's versions of the earlier functions
+            one_call(call, call["id"] + "~sub", namespace, workdir, flags_file, job, call["uses"])
+    progress(None)
     sys.stdout.flush()
     os._exit(0)
 

@@ -1,4 +1,4 @@
-"""`lstmkit grade` and `lstmkit check`: a batch of submissions, locally or on a Dask cluster.
+"""`lstmkit grade`: a batch of submissions, locally or on a Dask cluster.
 
 The coordinating process reads the plan from the source notebook, sends one job per student to
 `grade_submission` (inline, a local process pool, or `Client(address).map` on a Dask cluster: the
@@ -20,7 +20,7 @@ from .course import load_course
 from .feedback import write_autograded, write_feedback
 from .gradebook import check_assignment, save_scores
 from .limits import Limits
-from .plan import load_plan, plan_from_notebook
+from .plan import load_plan
 from .sandbox import namespaces_work
 from .submission import SEVERITY, grade_submission, make_job
 
@@ -182,24 +182,3 @@ def grade(assignment, course="assignments", students=None, workers=None, schedul
     if progress:
         print(summary_table(plan, rows, results))
     return rows
-
-
-def check_notebook(path, timeout=60, memory=2048, limits: Limits | None = None):
-    """Run the visible checks of a student's notebook in the sandbox (without it if namespaces are not
-    available on this machine: it is the student's own code). One dict per visible check call:
-    {part, check, fn, seed, passed, status, message}."""
-    path = Path(path)
-    if not path.exists():
-        raise GraderError(f"{path} does not exist")
-    text = path.read_text(errors="replace")
-    plan = plan_from_notebook(text, path.stem, path.stem)
-    job = make_job(plan, "you", text, limits=_limits(limits, timeout, memory), isolate=namespaces_work(),
-                   visible_only=True)
-    result = grade_submission(job)
-    report = []
-    for test in plan.tests:
-        for call in result["parts"][test.grade_id]["calls"]:
-            report.append({"part": test.grade_id, "check": call.get("check"), "fn": call.get("fn"),
-                           "seed": call.get("seed"), "passed": call["status"] == "pass",
-                           "status": call["status"], "message": call["message"]})
-    return report

@@ -4,9 +4,10 @@ For every code cell of the instructor's notebook the plan knows its role (nbgrad
 
 - `solution`: taken from the student's notebook by grade_id (the student's code);
 - `given`: the instructor's own version (imports, helpers), whatever the student's copy says;
-- `test`: never executed. Its visible part (above ### BEGIN HIDDEN TESTS) names the checks,
-  the student function and the visible seeds: `grading.check_<name>(<function>, seed=<n>)`; its
-  hidden part says how many hidden calls there are. The hidden seeds the grader uses are fresh:
+- `test`: never executed. It makes `checks = grading.Checks("<check>", points=P)` (P must equal
+  its nbgrader points); its visible part (above ### BEGIN HIDDEN TESTS) calls `checks(<function>,
+  seed=<n>)` on the visible seeds; its hidden part says how many hidden calls there are, and of
+  which kinds of sizes (the kind is seed % the number of kinds). The hidden seeds the grader uses are fresh:
   derived from a hash of the source notebook and of the course's secret `DIR/gradebook.db-lstmkit-secret`
   (random, made on first use), so they are not the ones printed in the notebook, cannot be computed
   from the public repository, never reach the sandbox, and are the same on every run.
@@ -43,6 +44,11 @@ class TestCell:
     grade_id: str
     points: float
     calls: list[Call]
+    after: int = 0  # its checks run after the first `after` cells of student_cells (notebook order)
+
+    @property
+    def check(self):
+        return self.calls[0].check
 
 
 @dataclass
@@ -63,50 +69,54 @@ class PlanError(ValueError):
     """The source notebook cannot be graded by lstmkit (e.g. a test cell it does not understand)."""
 
 
-def _check_calls(code, grade_id):
-    """[(check, fn, seed or None, in_loop)] for every grading.check_<name>(fn, seed=...) in `code`."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError as e:
-        raise PlanError(f"test cell {grade_id} is not valid Python: {e}") from None
-    calls = []
-    loops = {id(c) for node in ast.walk(tree) if isinstance(node, ast.For) for c in ast.walk(node)}
+def _checks_object(code, grade_id):
+    """(variable, check name, points) of `checks = grading.Checks("<name>", points=P)` in a test cell."""
+    for node in ast.walk(code):
+        if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)):
+            continue
+        call = node.value
+        if isinstance(call.func, ast.Attribute) and call.func.attr == "Checks" and \
+                isinstance(call.func.value, ast.Name) and call.func.value.id == "grading":
+            args = [*call.args, *[k.value for k in call.keywords if k.arg == "points"]]
+            if len(args) != 2 or not all(isinstance(a, ast.Constant) for a in args) or \
+                    len(node.targets) != 1 or not isinstance(node.targets[0], ast.Name):
+                raise PlanError(f"test cell {grade_id}: write "
+                                "`checks = grading.Checks(\"<check>\", points=<n>)`")
+            return node.targets[0].id, args[0].value, float(args[1].value)
+    raise PlanError(f"test cell {grade_id} makes no grading.Checks(...)")
+
+
+def _calls_of(tree, var, grade_id):
+    """[(fn, seeds)] for every `var(fn, seed=<int>)` in `tree`; inside `for seed in range(a, b)` the
+    seeds are range(a, b)."""
+    found = []
+    loops = {}
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-            continue
-        if not (isinstance(node.func.value, ast.Name) and node.func.value.id == "grading"):
-            continue
-        if not node.func.attr.startswith("check_"):
+        if isinstance(node, ast.For) and isinstance(node.iter, ast.Call) and \
+                getattr(node.iter.func, "id", "") == "range":
+            seeds = range(*[ast.literal_eval(a) for a in node.iter.args])
+            for sub in ast.walk(node):
+                loops[id(sub)] = seeds
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == var):
             continue
         if not node.args or not isinstance(node.args[0], ast.Name):
             raise PlanError(f"test cell {grade_id}: {ast.unparse(node)} should pass a function by name")
-        seed = next((k.value for k in node.keywords if k.arg == "seed"), None)
-        if seed is None and len(node.args) > 1:
-            seed = node.args[1]
-        value = seed.value if isinstance(seed, ast.Constant) and isinstance(seed.value, int) else None
-        calls.append((node.func.attr[len("check_") :], node.args[0].id, value, id(node) in loops))
-    return calls
-
-
-def _hidden_count(code):
-    """How many check calls the hidden part makes (a `for seed in range(a, b)` loop counts b - a)."""
-    n = 0
-    tree = ast.parse(code)
-    for node in tree.body:
-        inner = [c for c in ast.walk(node) if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)
-                 and c.func.attr.startswith("check_")]
-        loop = isinstance(node, ast.For) and isinstance(node.iter, ast.Call)
-        if loop and getattr(node.iter.func, "id", "") == "range":
-            r = range(*[ast.literal_eval(a) for a in node.iter.args])
-            n += len(r) * len(inner)
+        seed = next((k.value for k in node.keywords if k.arg == "seed"), node.args[1] if len(node.args) > 1
+                    else None)
+        if id(node) in loops:
+            found.append((node.args[0].id, list(loops[id(node)])))
+        elif isinstance(seed, ast.Constant) and isinstance(seed.value, int):
+            found.append((node.args[0].id, [seed.value]))
         else:
-            n += len(inner)
-    return n
+            raise PlanError(f"test cell {grade_id}: {ast.unparse(node)} needs a literal seed=<int>")
+    return found
 
 
-def hidden_seed(key: bytes, grade_id: str, k: int) -> int:
+def hidden_seed(key: bytes, grade_id: str, k: int, kind: int = 0, kinds: int = 1) -> int:
+    """The k-th hidden seed of a test cell: fresh (from the key), of the given kind (seed % kinds)."""
     digest = hashlib.sha256(key + f"\0{grade_id}\0{k}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") % (2**31 - 1) + 1000
+    return kinds * (int.from_bytes(digest[:4], "little") % (2**28) + 1000) + kind
 
 
 def _given_imports(code):
@@ -149,8 +159,6 @@ def load_plan(course, assignment):
 
 def plan_from_notebook(text, assignment, name, key=b""):
     """The Plan of a notebook's text (the source notebook; for `lstmkit check`, the student's own)."""
-    from lstmkit.grading import CHECKS
-
     nb = nbformat.reads(text, as_version=4)
     cells, tests, allowed, uses_torch = [], [], set(), False
     for k, cell in enumerate(nb.cells):
@@ -159,23 +167,8 @@ def plan_from_notebook(text, assignment, name, key=b""):
         meta = cell.metadata.get("nbgrader", {})
         grade_id = meta.get("grade_id", f"cell-{k}")
         if meta.get("grade") and not meta.get("solution"):
-            visible, _, rest = cell.source.partition(HIDDEN_BEGIN)
-            hidden = rest.partition(HIDDEN_END)[0]
-            calls = []
-            for check, fn, seed, _ in _check_calls(visible, grade_id):
-                if check not in CHECKS:
-                    raise PlanError(f"test cell {grade_id}: unknown check grading.check_{check}")
-                if seed is None:
-                    raise PlanError(f"test cell {grade_id}: the visible calls need a literal seed=<int>")
-                calls.append(Call(check, fn, seed, hidden=False))
-            hidden_found = _check_calls(hidden, grade_id) if hidden else []
-            if hidden_found:
-                n = _hidden_count(hidden)
-                check, fn = hidden_found[0][0], hidden_found[0][1]
-                calls += [Call(check, fn, hidden_seed(key, grade_id, j), hidden=True) for j in range(n)]
-            if not calls:
-                raise PlanError(f"test cell {grade_id} calls no lstmkit.grading check")
-            tests.append(TestCell(grade_id, float(meta.get("points", 0)), calls))
+            after = sum(role != "test" for role, _, _ in cells)
+            tests.append(_test_cell(cell.source, grade_id, meta, key, after))
             cells.append(("test", grade_id, cell.source))
         elif meta.get("solution"):
             cells.append(("solution", grade_id, cell.source))
@@ -185,6 +178,35 @@ def plan_from_notebook(text, assignment, name, key=b""):
             uses_torch |= torch
             cells.append(("given", grade_id, cell.source))
     return Plan(assignment, name, cells, tests, allowed, uses_torch)
+
+
+def _test_cell(source, grade_id, meta, key, after):
+    """A TestCell from the source of an autograded cell: its Checks object, visible and hidden calls."""
+    from lstmkit.grading import CHECKS
+
+    visible, _, rest = source.partition(HIDDEN_BEGIN)
+    hidden = rest.partition(HIDDEN_END)[0]
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        raise PlanError(f"test cell {grade_id} is not valid Python: {e}") from None
+    var, check, points = _checks_object(tree, grade_id)
+    if check not in CHECKS:
+        raise PlanError(f"test cell {grade_id}: unknown check {check!r} (lstmkit.grading.CHECKS)")
+    if points != float(meta.get("points", 0)):
+        raise PlanError(f"test cell {grade_id}: grading.Checks says {points:g} points, its nbgrader metadata "
+                        f"{meta.get('points')}")
+    n = len(CHECKS[check].kinds)
+    calls = [Call(check, fn, seed, hidden=False) for fn, seeds in _calls_of(ast.parse(visible), var, grade_id)
+             for seed in seeds]
+    k = 0
+    for fn, seeds in _calls_of(ast.parse(hidden), var, grade_id) if hidden.strip() else []:
+        for seed in seeds:  # the notebook's seed fixes the kind; the grader's own seed replaces it
+            calls.append(Call(check, fn, hidden_seed(key, grade_id, k, seed % n, n), hidden=True))
+            k += 1
+    if not calls:
+        raise PlanError(f"test cell {grade_id} calls no check")
+    return TestCell(grade_id, points, calls, after)
 
 
 def student_cells(plan, notebook):

@@ -201,8 +201,9 @@ def run_child(workdir: Path, limits: Limits, isolate: bool = True, hide=()) -> d
 
     timed_out = False
     with open(workdir / "stdout.txt", "wb") as out, open(workdir / "stderr.txt", "wb") as err:
+        posix = os.name == "posix"  # Windows (`lstmkit check` without a sandbox): no sessions, no rlimits
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True, preexec_fn=preexec, cwd=workdir,
+                                start_new_session=posix, preexec_fn=preexec if posix else None, cwd=workdir,
                                 pass_fds=[seccomp.fileno()] if seccomp else [])
         if seccomp:
             seccomp.close()
@@ -212,7 +213,10 @@ def run_child(workdir: Path, limits: Limits, isolate: bool = True, hide=()) -> d
             timed_out = True
         finally:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
+                if posix:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                else:
+                    proc.kill()
             except ProcessLookupError:
                 pass
             proc.wait()

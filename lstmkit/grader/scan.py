@@ -45,12 +45,16 @@ def _uses(node, allowed):
     for sub in ast.walk(node):
         if isinstance(sub, ast.Import):
             for a in sub.names:
+                if a.name.split(".")[0] == "_lstmkit_run":
+                    found.append("imports the grader's _lstmkit_run")
                 if a.name.split(".")[0] == "lstmkit":
                     lstmkit_import(a.name, [])
                 if a.name.startswith("torch._VF") or a.name == "torch.nn.modules.rnn":
                     found.append(f"imports {a.name}")
         elif isinstance(sub, ast.ImportFrom) and sub.module:
             names = [a.name for a in sub.names]
+            if sub.module.split(".")[0] == "_lstmkit_run":
+                found.append("imports the grader's _lstmkit_run")
             if sub.module.split(".")[0] == "lstmkit":
                 lstmkit_import(sub.module, names)
             if sub.module.split(".")[0] == "torch" and TORCH_NAMES & set(names):
@@ -68,6 +72,9 @@ def _uses(node, allowed):
                     ok = owner.startswith("lstmkit.grading")
                 if not ok:
                     found.append(f"uses {owner}.{sub.attr}")
+        elif (isinstance(sub, ast.Name) and sub.id == "_lstmkit_run") or (
+                isinstance(sub, ast.Constant) and isinstance(sub.value, str) and "_lstmkit_run" in sub.value):
+            found.append("uses the grader's _lstmkit_run")
         elif isinstance(sub, ast.Call) and _dotted(sub.func) in {"__import__", "importlib.import_module"}:
             args = [a.value for a in sub.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
             if any("lstmkit" in a for a in args):
