@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lstmkit-installed
+# matplotlib's font cache per checkout: a shared ~/.cache/matplotlib can name fonts of a deleted venv.
+export MPLCONFIGDIR := $(CURDIR)/$(VENV)/matplotlib
 
 .PHONY: setup book i18n-update i18n-stat test lint bench bench-grader clean
 
