@@ -307,7 +307,8 @@ def test_every_translated_page_typesets_its_math(site, visits):
             rel = f"{lang}/{doc}.html"
             english = visits[f"{doc}.html"]["math"]
             assert rel in visits, f"{rel} missing from the build"
-            assert visits[rel]["math"] == english, (
+            # a translation may repeat a symbol ("$h_t$ ... $h_t$") but must not drop a formula
+            assert visits[rel]["math"] >= english, (
                 f"{rel}: {visits[rel]['math']} typeset formulas, the English page has {english}")
 
 
