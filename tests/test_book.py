@@ -144,6 +144,14 @@ def test_no_page_loads_from_another_host(site):
         assert "unpkg.com" not in text and "cdn.jsdelivr" not in text, f"{rel} mentions a CDN"
 
 
+def test_no_page_shows_what_a_chapter_printed_to_stderr(site):
+    # A warning, a font fallback or a progress bar on stderr lands in the page as a grey block.
+    block = re.compile(r'class="output stderr[^"]*"><div class="highlight"><pre><span></span>(.{0,99})', re.S)
+    shown = [(rel, m.group(1)) for rel in html_pages(site)
+             for m in block.finditer((site / rel).read_text(encoding="utf-8"))]
+    assert shown == [], "stderr output in the pages:\n" + "\n".join(f"{r}: {t!r}" for r, t in shown[:10])
+
+
 def _translated_docs(lang):
     """Docnames that have a catalog in `lang` (book/locales/<lang>/LC_MESSAGES/<docname>.po)."""
     base = REPO / "book" / "locales" / lang / "LC_MESSAGES"
