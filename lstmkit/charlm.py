@@ -146,6 +146,16 @@ def lm_streams(ids, B):
 
 # ----------------------------------------------------------------------------- model
 
+def check_ids(idx, V, kind):
+    """Raise ValueError unless idx is a (T, B) int64 tensor of ids in 0..V-1 (kind: 'character', 'token')."""
+    if idx.dim() != 2 or idx.dtype != torch.int64:
+        raise ValueError(f"idx must be (T, B) int64 {kind} ids; got shape {tuple(idx.shape)}, "
+                         f"dtype {idx.dtype}")
+    if idx.numel() and (idx.min() < 0 or idx.max() >= V):
+        raise ValueError(f"idx holds ids outside 0..{V - 1} (min {idx.min().item()}, "
+                         f"max {idx.max().item()})")
+
+
 class CharLM(nn.Module):
     """Character language model: embedding -> LSTM -> linear (logits over the vocabulary).
 
@@ -164,12 +174,7 @@ class CharLM(nn.Module):
         add_forget_bias(self.lstm, forget_bias)
 
     def forward(self, idx, state=None):
-        if idx.dim() != 2 or idx.dtype != torch.int64:
-            raise ValueError(f"idx must be (T, B) int64 character ids; got shape {tuple(idx.shape)}, "
-                             f"dtype {idx.dtype}")
-        if idx.numel() and (idx.min() < 0 or idx.max() >= self.V):
-            raise ValueError(f"idx holds ids outside 0..{self.V - 1} (min {idx.min().item()}, "
-                             f"max {idx.max().item()})")
+        check_ids(idx, self.V, "character")
         hs, state = self.lstm(self.emb(idx), state)
         return self.head(hs), state
 

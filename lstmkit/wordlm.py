@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lstmkit.charlm import check_ids
 from lstmkit.torch import LSTM
 from lstmkit.train import add_forget_bias
 
@@ -113,12 +114,7 @@ class WordLM(nn.Module):
         add_forget_bias(self.lstm, forget_bias)
 
     def forward(self, idx, state=None):
-        if idx.dim() != 2 or idx.dtype != torch.int64:
-            raise ValueError(f"idx must be (T, B) int64 token ids; got shape {tuple(idx.shape)}, "
-                             f"dtype {idx.dtype}")
-        if idx.numel() and (idx.min() < 0 or idx.max() >= self.V):
-            raise ValueError(f"idx holds ids outside 0..{self.V - 1} (min {idx.min().item()}, "
-                             f"max {idx.max().item()})")
+        check_ids(idx, self.V, "token")
         x = F.dropout(self.emb(idx), self.dropout, self.training)
         hs, state = self.lstm(x, state)
         return self.head(F.dropout(hs, self.dropout, self.training)), state
