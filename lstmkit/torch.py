@@ -321,7 +321,8 @@ def _kernel_backward(x, w_ih, w_hh, gates, hn, c2, s_c, dy, dh_T, dc_T, need):
 #   lstmkit::layer_backward  the first-order backward from those buffers (Grads).
 # `kernel` selects the compiled CPU loops or the torch ops, whose buffers differ in layout (hn).
 _LIB = "lstmkit"
-_NO_TENSOR = ()     # what the ops return for an absent buffer or an unneeded gradient: an empty tensor
+_NO_TENSOR = ()     # shape of what the ops return for an absent buffer or an unneeded gradient: a 0-dim
+                    # zero (inductor mis-handles saved tensors with no elements)
 
 
 class Saved(NamedTuple):
@@ -337,7 +338,7 @@ class Saved(NamedTuple):
 
 
 def _empty(like):
-    return like.new_empty(_NO_TENSOR)
+    return like.new_zeros(_NO_TENSOR)     # zeros: an uninitialised number made compiled and eager results differ
 
 
 def _layer_infer_impl(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
@@ -385,7 +386,7 @@ def _backward(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask, dy, dh_T, dc_T, 
     """Grads (None where not needed) from what layer_train saved, on the path it ran."""
     if kernel:
         return _kernel_backward(x, w_ih, w_hh, acts, hn, c2, s_c, dy, dh_T, dc_T, need)
-    return _fused_backward(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn if rn.numel() else None, mask,
+    return _fused_backward(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, None if w_hr is None else rn, mask,
                            dy, dh_T, dc_T, need)
 
 
