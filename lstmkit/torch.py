@@ -338,7 +338,7 @@ class Saved(NamedTuple):
 
 
 def _empty(like):
-    return like.new_zeros(_NO_TENSOR)     # zeros: an uninitialised number made compiled and eager results differ
+    return like.new_zeros(_NO_TENSOR)     # zeros: uninitialised memory made compiled and eager differ
 
 
 def _layer_infer_impl(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
