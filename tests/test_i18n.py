@@ -91,3 +91,65 @@ def test_display_math_is_verbatim(lang, doc):
     as a paragraph "::" instead of the equation: a display-math message must keep the English."""
     changed = [m.id[:60] for m in read(lang, doc) if m.id.startswith("\n") and m.string != m.id]
     assert not changed, f"{lang}/{doc}: display math changed in translation: {changed[:3]}"
+
+
+# ----------------------------------------------------------------------------- figures' alt text
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _figure_alts(doc):
+    """The alt texts a chapter's cells give their image outputs (`mystnb: image: alt:`). A cell
+    that shows HTML (the animation) has no image output: its alt text is in the HTML it prints,
+    which the browser tests of tests/test_book.py check in the built pages."""
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    nb = read_myst_markdown_notebook((REPO / f"{doc}.md").read_text(encoding="utf-8"))
+    alts = []
+    for cell in nb.cells:
+        alt = cell.metadata.get("mystnb", {}).get("image", {}).get("alt")
+        last_line = cell.source.strip().splitlines()[-1] if cell.source.strip() else ""
+        if alt and not last_line.startswith("HTML("):
+            alts.append(alt)
+    return alts
+
+
+def test_the_chapters_have_figures_with_alt_text():
+    alts = {doc: _figure_alts(doc) for doc in i18n.catalogs("zh_CN")}
+    assert sum(len(a) for a in alts.values()) >= 40, alts
+    assert "Diagram of the LSTM cell" in " ".join(alts["book/gates"])
+
+
+@pytest.mark.parametrize(("lang", "doc"), CATALOGS, ids=[f"{lang}/{doc}" for lang, doc in CATALOGS])
+def test_every_figure_alt_text_is_translated(lang, doc):
+    """The figures' alt text is in the page's catalog (tools/i18n.py update puts it there) and
+    translated: a screen reader reads the Chinese page's figures in Chinese."""
+    messages = {m.id: m for m in read(lang, doc)}
+    bad = []
+    for alt in _figure_alts(doc):
+        m = messages.get(alt)
+        if m is None or m.fuzzy or not CJK.search(m.string or ""):
+            bad.append(alt[:70] + ("..." if len(alt) > 70 else "") + (" (not in the catalog)" if m is None else ""))
+    assert not bad, f"{lang}/{doc}: alt text without a Chinese translation:\n" + "\n".join(bad)
+
+
+def test_html_output_text_is_extracted_and_replaced():
+    """An HTML output's alt, title, aria-label and <label> text are its messages; a translation
+    replaces each where it occurs, escaped, and leaves the rest of the HTML as it was."""
+    from i18n_outputs import TranslatableHTML
+
+    source = ('<img alt="The cell at step &lt;1&gt;" id="_anim_img1" src="data:x">'
+              '<button title="Pause" aria-label="Pause" onclick="a.pause()">||</button>'
+              '<input type="range" aria-label="Step"><label for="r1">Once</label><label> 3 </label>'
+              '<script>var title="x";</script>')
+    node = TranslatableHTML("", source, format="html", classes=["output", "text_html"])
+    node.preserve_original_messages()
+    assert node.extract_original_messages() == ["The cell at step <1>", "Pause", "Step", "Once"]
+    node.apply_translated_message("Pause", "暂停")
+    node.apply_translated_message("The cell at step <1>", "第 <1> 步的细胞")
+    html = node.astext()
+    assert 'title="暂停" aria-label="暂停"' in html
+    assert '<img alt="第 &lt;1&gt; 步的细胞" id="_anim_img1" src="data:x">' in html
+    assert html.endswith('<label for="r1">Once</label><label> 3 </label><script>var title="x";</script>')
+    # the messages stay the English ones (the gettext builder extracts them after translation)
+    assert node.extract_original_messages()[:2] == ["The cell at step <1>", "Pause"]
