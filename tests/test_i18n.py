@@ -129,7 +129,7 @@ def test_every_figure_alt_text_is_translated(lang, doc):
     for alt in _figure_alts(doc):
         m = messages.get(alt)
         if m is None or m.fuzzy or not CJK.search(m.string or ""):
-            bad.append(alt[:70] + ("..." if len(alt) > 70 else "") + (" (not in the catalog)" if m is None else ""))
+            bad.append(f"{alt[:70]}... ({'not in the catalog' if m is None else 'untranslated'})")
     assert not bad, f"{lang}/{doc}: alt text without a Chinese translation:\n" + "\n".join(bad)
 
 
