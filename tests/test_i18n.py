@@ -108,8 +108,7 @@ def _figure_alts(doc):
     alts = []
     for cell in nb.cells:
         alt = cell.metadata.get("mystnb", {}).get("image", {}).get("alt")
-        last_line = cell.source.strip().splitlines()[-1] if cell.source.strip() else ""
-        if alt and not last_line.startswith("HTML("):
+        if alt and not re.search(r"^HTML\(", cell.source, re.M):
             alts.append(alt)
     return alts
 
