@@ -194,10 +194,11 @@ _NO_ALT = """() => Array.from(document.images).filter(img => {
 # The alt text of every image.
 _ALTS = "() => Array.from(document.images).map(img => img.getAttribute('alt') || '')"
 
-# Text of the chapters' HTML outputs (the animation's controls) a reader sees or hears: titles,
-# aria-labels and labels.
-_OUTPUT_TEXTS = """() => Array.from(document.querySelectorAll(
-    '.cell_output [title], .cell_output [aria-label], .cell_output label')).map(el =>
+# Text around the figures a reader sees or hears: titles (tooltips), aria-labels and labels in the
+# chapters' outputs (the animation's controls) and in figures (the caption's permalink).
+_FIGURE_TEXTS = """() => Array.from(document.querySelectorAll(
+    ['.cell_output', 'figure'].map(box => `${box} [title], ${box} [aria-label], ${box} label`)
+        .join(', '))).map(el =>
     el.tagName === 'LABEL' ? el.textContent.trim()
         : (el.getAttribute('title') || el.getAttribute('aria-label')).trim()).filter(t => t)"""
 
@@ -270,7 +271,7 @@ def _visit(page, site, server, rel, shots):
     report["broken"] = page.evaluate(_BROKEN)
     report["no_alt"] = page.evaluate(_NO_ALT)
     report["alts"] = page.evaluate(_ALTS)
-    report["output_texts"] = page.evaluate(_OUTPUT_TEXTS)
+    report["figure_texts"] = page.evaluate(_FIGURE_TEXTS)
     # the page shown, after a redirect (the site's index.html forwards to book/index.html)
     report["shown"] = urlparse(page.url).path.removeprefix(urlparse(server).path)
     report["switcher"] = page.eval_on_selector_all(
@@ -349,8 +350,8 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 def test_translated_pages_describe_their_figures_in_chinese(visits):
     """Every image of a Chinese page has Chinese alt text (the figures' alt text from the cells'
-    metadata and the animation's frames), as the text of the animation's controls is Chinese; the
-    English page has the same images with English alt text."""
+    metadata and the animation's frames), and the text around them (the animation's controls, the
+    captions' permalinks) is Chinese; the English page has the same images with English alt text."""
     bad = []
     for rel, report in visits.items():
         lang, english_rel = edition_of(rel)
@@ -359,8 +360,8 @@ def test_translated_pages_describe_their_figures_in_chinese(visits):
             continue
         assert len(report["alts"]) == len(visits[english_rel]["alts"]), f"{rel}: other images"
         bad += [f"{rel}: English alt text: {a[:70]}" for a in report["alts"] if not _CJK.search(a)]
-        bad += [f"{rel}: English text in an output: {t[:70]}"
-                for t in report["output_texts"] if re.search("[A-Za-z]", t) and not _CJK.search(t)]
+        bad += [f"{rel}: English text in a figure or output: {t[:70]}"
+                for t in report["figure_texts"] if re.search("[A-Za-z]", t) and not _CJK.search(t)]
     assert not bad, "\n".join(bad)
     assert sum(len(visits[f"zh_CN/{doc}.html"]["alts"]) for doc in toc_docnames()) >= 40
 

@@ -152,3 +152,21 @@ def test_html_output_text_is_extracted_and_replaced():
     assert html.endswith('<label for="r1">Once</label><label> 3 </label><script>var title="x";</script>')
     # the messages stay the English ones (the gettext builder extracts them after translation)
     assert node.extract_original_messages()[:2] == ["The cell at step <1>", "Pause"]
+
+
+def test_sphinx_messages_missing_from_its_zh_cn_catalog_are_translated():
+    """book/_ext/locales/zh_CN/LC_MESSAGES/sphinx.po fills gaps in Sphinx's own zh_CN catalog (the
+    permalinks' titles, e.g. next to a figure's caption): each of its messages is one Sphinx has,
+    untranslated there and translated here."""
+    import sphinx
+
+    ours = REPO / "book" / "_ext" / "locales" / "zh_CN" / "LC_MESSAGES" / "sphinx.po"
+    with open(ours, "rb") as f:
+        messages = [m for m in read_po(f) if m.id]
+    with open(Path(sphinx.__file__).parent / "locale" / "zh_CN" / "LC_MESSAGES" / "sphinx.po", "rb") as f:
+        upstream = {m.id: m.string for m in read_po(f) if m.id}
+    assert "Link to this image" in {m.id for m in messages}
+    for m in messages:
+        assert m.id in upstream, f"Sphinx has no message {m.id!r} (any more)"
+        assert not upstream[m.id], f"Sphinx translates {m.id!r} itself now: drop it here"
+        assert CJK.search(m.string) and not m.fuzzy, m.id
