@@ -364,6 +364,9 @@ def test_translated_pages_describe_their_figures_in_chinese(visits):
                 for t in report["figure_texts"] if re.search("[A-Za-z]", t) and not _CJK.search(t)]
     assert not bad, "\n".join(bad)
     assert sum(len(visits[f"zh_CN/{doc}.html"]["alts"]) for doc in toc_docnames()) >= 40
+    # what was checked: the animation's controls and the captions' permalinks, English and Chinese
+    assert {"Pause", "Once", "Link to this image"} <= set(visits["book/gates.html"]["figure_texts"])
+    assert {"暂停", "播放一次", "链接到此图片"} <= set(visits["zh_CN/book/gates.html"]["figure_texts"])
 
 
 def test_no_page_scrolls_sideways_on_a_phone(visits):
