@@ -170,3 +170,69 @@ def test_sphinx_messages_missing_from_its_zh_cn_catalog_are_translated():
         assert m.id in upstream, f"Sphinx has no message {m.id!r} (any more)"
         assert not upstream[m.id], f"Sphinx translates {m.id!r} itself now: drop it here"
         assert CJK.search(m.string) and not m.fuzzy, m.id
+
+
+def _tiny_project(root):
+    """A one-page Sphinx project with MyST-NB and book/_ext/i18n_outputs.py: a stored notebook (not
+    executed) with an image output whose alt text comes from the cell's metadata and an HTML output
+    with an <img alt> and a button title."""
+    import base64
+    import struct
+    import zlib
+
+    import nbformat
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)) + chunk(
+        b"IDAT", zlib.compress(b"\x00\xff\x00\x00")) + chunk(b"IEND", b"")
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                            "language": "python"}})
+    image = {"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure>"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# A page\n\nSome text."),
+        nbformat.v4.new_code_cell("square()", metadata={"mystnb": {"image": {"alt": "A red square"}}},
+                                  outputs=[nbformat.v4.new_output("display_data", data=image)]),
+        nbformat.v4.new_code_cell("frames()", outputs=[nbformat.v4.new_output("display_data", data={
+            "text/html": '<img alt="One frame" src="data:,"><button title="Pause">||</button>',
+            "text/plain": "<HTML>"})]),
+    ]
+    (root / "src").mkdir()
+    nbformat.write(nb, root / "src" / "page.ipynb")
+    (root / "src" / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(REPO / 'book' / '_ext')!r})\n"
+        "extensions = ['myst_nb', 'i18n_outputs']\nnb_execution_mode = 'off'\n"
+        "locale_dirs = ['locales']\ngettext_compact = False\nroot_doc = 'page'\n", encoding="utf-8")
+    return root / "src"
+
+
+def _sphinx(src, out, *args):
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "sphinx", "-q", "-W", *args, str(src), str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_alt_text_and_html_output_text_go_through_the_catalogs(tmp_path):
+    """The gettext builder extracts a figure's alt text and an HTML output's texts (it would keep
+    only text/plain outputs without book/_ext/i18n_outputs.py); a translated build applies them."""
+    src = _tiny_project(tmp_path)
+    _sphinx(src, tmp_path / "gettext", "-b", "gettext")
+    pot = (tmp_path / "gettext" / "page.pot").read_text(encoding="utf-8")
+    for message in ("A page", "A red square", "One frame", "Pause"):
+        assert f'msgid "{message}"' in pot, pot
+
+    po = src / "locales" / "zh_CN" / "LC_MESSAGES" / "page.po"
+    po.parent.mkdir(parents=True)
+    po.write_text('msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n\n' + "".join(
+        f'msgid "{en}"\nmsgstr "{zh}"\n\n' for en, zh in
+        [("A page", "一页"), ("A red square", "红色方块"), ("One frame", "一帧"), ("Pause", "暂停")]),
+        encoding="utf-8")
+    _sphinx(src, tmp_path / "zh", "-b", "html", "-D", "language=zh_CN")
+    _sphinx(src, tmp_path / "en", "-b", "html")
+    zh = (tmp_path / "zh" / "page.html").read_text(encoding="utf-8")
+    en = (tmp_path / "en" / "page.html").read_text(encoding="utf-8")
+    assert 'alt="红色方块"' in zh and 'alt="一帧"' in zh and 'title="暂停"' in zh, zh
+    assert 'alt="A red square"' in en and 'alt="One frame"' in en and 'title="Pause"' in en
