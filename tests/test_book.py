@@ -202,6 +202,36 @@ _FIGURE_TEXTS = """() => Array.from(document.querySelectorAll(
     el.tagName === 'LABEL' ? el.textContent.trim()
         : (el.getAttribute('title') || el.getAttribute('aria-label')).trim()).filter(t => t)"""
 
+# What the theme and its extensions say outside the chapter's own text: the tooltips, labels and
+# placeholders of every element (the header's buttons, the landmarks a screen reader announces, the
+# search box, the copy buttons' and fold buttons' hints, set by JavaScript after load), and every
+# text outside the article (sidebars, footer, skip link), not counting code, outputs (their text is
+# checked above), formulas, keyboard keys and the language switcher (it names each language in it).
+_UI_TEXTS = """() => {
+    const attrs = ['title', 'aria-label', 'data-bs-title', 'placeholder', 'data-tooltip',
+                   'data-toggle-hint'];
+    const code = 'pre, .cell_output, mjx-container, kbd, .lang-switch';
+    const texts = [];
+    for (const el of document.querySelectorAll('*')) {
+        if (el.closest(code)) continue;
+        for (const a of attrs) {
+            // a cross-reference's tooltip is the text it points to (e.g. a paper's title)
+            if (a === 'title' && el.matches('article a.reference')) continue;
+            const value = (el.getAttribute(a) || '').trim();
+            if (value) texts.push(value);
+        }
+    }
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    const outside = 'article.bd-article, script, style, noscript, ' + code;
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const text = node.textContent.trim();
+        if (text && !node.parentElement.closest(outside)) texts.push(text);
+    }
+    // the copy button's icon names it (an SVG <title>)
+    for (const t of document.querySelectorAll('button.copybtn title')) texts.push(t.textContent.trim());
+    return texts;
+}"""
+
 # Loaded images that did not decode.
 _BROKEN = """async () => {
     const imgs = Array.from(document.images);
@@ -272,6 +302,7 @@ def _visit(page, site, server, rel, shots):
     report["no_alt"] = page.evaluate(_NO_ALT)
     report["alts"] = page.evaluate(_ALTS)
     report["figure_texts"] = page.evaluate(_FIGURE_TEXTS)
+    report["ui_texts"] = page.evaluate(_UI_TEXTS)
     # the page shown, after a redirect (the site's index.html forwards to book/index.html)
     report["shown"] = urlparse(page.url).path.removeprefix(urlparse(server).path)
     report["switcher"] = page.eval_on_selector_all(
@@ -367,6 +398,34 @@ def test_translated_pages_describe_their_figures_in_chinese(visits):
     # what was checked: the animation's controls and the captions' permalinks, English and Chinese
     assert {"Pause", "Once", "Link to this image"} <= set(visits["book/gates.html"]["figure_texts"])
     assert {"暂停", "播放一次", "链接到此图片"} <= set(visits["zh_CN/book/gates.html"]["figure_texts"])
+
+
+def test_translated_pages_speak_their_language_in_the_theme(visits):
+    """The theme's buttons, tooltips, landmark labels, search box, footer and the copy and fold
+    hints are Chinese on every page of a Chinese edition (book/_ext/theme_i18n.py), in the
+    edition's script; the English pages show the English strings the check looks for."""
+    english_only = re.compile(r"^(?=.*[A-Za-z])[^\u4e00-\u9fff]*$")
+    file_type = re.compile(r"^\.[a-z]+$")  # the download menu's items: .md, .pdf
+    bad = []
+    for rel, report in visits.items():
+        lang, _ = edition_of(rel)
+        if lang == "en":
+            continue
+        bad += [f"{rel}: {t[:70]!r}" for t in dict.fromkeys(report["ui_texts"])
+                if english_only.match(t) and not file_type.match(t)]
+        if lang == "zh_TW":  # Simplified forms the themes' catalogs gave the zh_TW edition
+            bad += [f"{rel}: Simplified {t!r}" for t in report["ui_texts"]
+                    if re.search("[顶页导内当载书录]", t)]
+    assert not bad, "English (or Simplified) theme text in a Chinese edition:\n" + "\n".join(bad)
+    # what was checked, on an English page and its translations
+    english = set(visits["book/gates.html"]["ui_texts"])
+    assert {"Toggle primary sidebar", "Search this book...", "Main", "Page", "Color mode",
+            "Print to PDF", "Copy", "Copy to clipboard", "By the lstmkit authors",
+            "© Copyright 2026."} <= english
+    assert {"显示或隐藏全书目录", "在本书中搜索…", "全书目录", "颜色模式", "打印为 PDF", "复制",
+            "复制到剪贴板"} <= set(visits["zh_CN/book/gates.html"]["ui_texts"])
+    assert {"顯示或隱藏全書目錄", "在本書中搜尋…", "全書目錄", "列印為 PDF", "複製",
+            "複製到剪貼簿"} <= set(visits["zh_TW/book/gates.html"]["ui_texts"])
 
 
 def test_no_page_scrolls_sideways_on_a_phone(visits):

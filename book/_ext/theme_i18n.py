@@ -16,13 +16,15 @@ catalogs), translates all three: its translations are put in front of the two ge
 sees or a screen reader reads (title, aria-label, data-bs-title, placeholder) outside the article
 text are replaced where their whole value is an English string of the table.
 
-Three more places take the same table: the author's name in the footer (`author` in the page
+Four more places take the same table: the author's name in the footer (`author` in the page
 context), sphinx-togglebutton's hints ("Click to show", its `togglebutton_hint*` options), and
 sphinx-copybutton's tooltips ("Copy", "Copied!"). copybutton picks them by <html lang> from a
 JavaScript table that has zh-CN but no zh-TW entry and no option to change it; a script after
 copybutton.js adds this edition's entry to that table and selects it (`messages`, `locale` and
 the icons' markup are top-level globals of copybutton 0.5's script; if they are renamed the
-script does nothing and the browser test of the tooltips fails).
+script does nothing and the browser test of the tooltips fails). sphinx-togglebutton writes its
+buttons' aria-label ("Toggle hidden content") from its script with no option; a listener that runs
+after it relabels them.
 """
 
 import gettext
@@ -105,6 +107,19 @@ _COPYBUTTON = """(() => {
   iconCopy = iconCopy.replace(`<title>${old.copy_to_clipboard}</title>`, `<title>${own.copy_to_clipboard}</title>`);
   iconCheck = iconCheck.replace(`<title>${old.copy_success}</title>`, `<title>${own.copy_success}</title>`);
 })();"""
+# Labels other scripts write into the page (sphinx-togglebutton's buttons: aria-label="Toggle hidden
+# content"), relabelled once they are there (this listener runs after theirs)
+_RELABEL = """document.addEventListener("DOMContentLoaded", () => {
+  const table = %s;
+  for (const el of document.querySelectorAll("[aria-label], [title]")) {
+    if (el.closest("pre, .cell_output")) continue;
+    for (const name of ["aria-label", "title"]) {
+      const text = el.getAttribute(name);
+      if (text && Object.hasOwn(table, text)) el.setAttribute(name, table[text]);
+    }
+  }
+});"""
+_SCRIPT_LABELS = ["Toggle hidden content"]
 _COPYBUTTON_KEYS = {"copy": "Copy", "copy_to_clipboard": "Copy to clipboard",
                     "copy_success": "Copied!", "copy_failure": "Failed to copy"}
 
@@ -113,13 +128,15 @@ def _install(app, config):
     """Put the table in front of Sphinx's catalog (templates' `_()`) and the book theme's; set
     sphinx-togglebutton's hints and sphinx-copybutton's messages from it."""
     table = strings(config.language)
-    app.lstmkit_theme_strings = table
+    app.lstmkit_theme_strings = config.lstmkit_theme_strings = table  # a changed table rewrites the pages
     if not table:
         return
     config.togglebutton_hint = table["Click to show"]
     config.togglebutton_hint_hide = table["Click to hide"]
     own = {key: table[english] for key, english in _COPYBUTTON_KEYS.items()}
     app.add_js_file(None, body=_COPYBUTTON % json.dumps(own, ensure_ascii=False), priority=501)
+    labels = {english: table[english] for english in _SCRIPT_LABELS}
+    app.add_js_file(None, body=_RELABEL % json.dumps(labels, ensure_ascii=False), priority=501)
     app.translator = TableFirst(table, app.translator)  # Jinja's _() (installed at builder init)
     locale.translators["general", "sphinx"] = app.translator
     booktheme = locale.translators.get(("general", "booktheme"), gettext.NullTranslations())
@@ -169,6 +186,7 @@ def _localize_pages(app, exception):
 
 
 def setup(app):
+    app.add_config_value("lstmkit_theme_strings", {}, "html")  # set from the table, not by hand
     app.connect("config-inited", _install, priority=400)  # before sphinx-togglebutton reads its hints
     app.connect("html-page-context", _author, priority=600)  # after sphinx-book-theme sets it
     app.connect("build-finished", _localize_pages)
