@@ -205,12 +205,13 @@ _FIGURE_TEXTS = """() => Array.from(document.querySelectorAll(
 # What the theme and its extensions say outside the chapter's own text: the tooltips, labels and
 # placeholders of every element (the header's buttons, the landmarks a screen reader announces, the
 # search box, the copy buttons' and fold buttons' hints, set by JavaScript after load), and every
-# text outside the article (sidebars, footer, skip link), not counting code, outputs (their text is
+# text outside the article (sidebars, footer, skip link), not counting code (also inline, as in a
+# heading in the page's table of contents), outputs (their text is
 # checked above), formulas, keyboard keys and the language switcher (it names each language in it).
 _UI_TEXTS = """() => {
     const attrs = ['title', 'aria-label', 'data-bs-title', 'placeholder', 'data-tooltip',
                    'data-toggle-hint'];
-    const code = 'pre, .cell_output, mjx-container, kbd, .lang-switch';
+    const code = 'pre, code, .cell_output, mjx-container, kbd, .lang-switch';
     const texts = [];
     for (const el of document.querySelectorAll('*')) {
         if (el.closest(code)) continue;

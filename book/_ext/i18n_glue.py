@@ -7,6 +7,12 @@ translation failed with "No key ... found in glue data". myst-nb drops the rende
 at the end of parsing, so we keep the one it created last (the page's); a transform that runs
 before Locale makes it the current page's renderer, and the glue look-up of a translated
 fragment falls back to it.
+
+The nodes of a translated fragment that remember their document (a citation's pending_xref) keep
+pointing to that separate document, whose settings hold the whole build environment; pickled with
+the page, they made every translated doctree ~3 MB (63 MB an edition, English 5.5 MB) and a cached
+rebuild slow (it unpickles every doctree to number the figures). After reading, they point to the
+page.
 """
 
 from myst_nb import sphinx_
@@ -47,9 +53,18 @@ class KeepNotebookRenderer(SphinxTransform):
         _last["page"] = _last.pop("renderer", None)
 
 
+def _own_document(app, doctree):
+    """Nodes that Locale parsed in a fragment document belong to the page (see above)."""
+    for node in doctree.findall():
+        if node._document is not None and node._document is not doctree:
+            node._document = None  # the document is then the parent's, the page
+
+
 def setup(app):
+    app.connect("doctree-read", _own_document)
     for module in (utils, roles, directives):
         module.retrieve_glue_data = retrieve_glue_data
     sphinx_.load_renderer = load_renderer
     app.add_transform(KeepNotebookRenderer)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
+    # env_version 2: doctrees pickled before _own_document are read again
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "env_version": 2}
