@@ -613,7 +613,8 @@ def test_export_matches_torch(backend):
 def test_jit_trace_passes_its_check_and_matches_torch(backend):
     """torch.jit.trace with its default check (it re-traces under no_grad and compares the graphs and
     outputs): the trace has one lstmkit::layer_train per layer either way, and the traced model gives
-    nn.LSTM's outputs and gradients on a new input, and its outputs under no_grad."""
+    nn.LSTM's outputs and gradients on a new input, its outputs under no_grad and after
+    torch.jit.save / load; a traced LSTMCell gives nn.LSTMCell's outputs."""
     ref, ours = model_pair()
     x = torch.randn(2, 5, 3, dtype=torch.float64)
     traced = torch.jit.trace(ours, x)            # check_trace=True: raises if the check fails
@@ -622,6 +623,13 @@ def test_jit_trace_passes_its_check_and_matches_torch(backend):
     check_outputs_and_grads(ref, traced, lambda m, x: m(x), x_new, rtol=0, atol=1e-10)
     with torch.no_grad():
         torch.testing.assert_close(traced(x_new), ref(x_new), rtol=0, atol=1e-10)
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf)
+    buf.seek(0)
+    torch.testing.assert_close(torch.jit.load(buf)(x_new), ref(x_new), rtol=0, atol=1e-10)
+    cell_ref = nn.LSTMCell(3, 4).double()
+    cell = torch.jit.trace(twin(cell_ref), x[0])
+    torch.testing.assert_close(cell(x_new[0]), cell_ref(x_new[0]), rtol=0, atol=1e-10)
 
 def test_custom_ops_pass_opcheck(backend):
     """torch.library.opcheck: schemas, fake implementations, autograd registration and the vmap rule
