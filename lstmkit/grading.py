@@ -944,7 +944,8 @@ def _echo_component(cell, bound_name):
 
 ECHO_COMPONENTS = {"lstm": _echo_component("lstm", "ECHO_BOUND"), "rnn": _echo_component("rnn", "RNN_BOUND")}
 check_echo = Check("echo_training", _echo_inputs, _all_components(ECHO_COMPONENTS),
-                   kinds=("a fresh validation text",), components=ECHO_COMPONENTS)
+                   kinds=("a fresh validation text",), components=ECHO_COMPONENTS,
+                   uses=("train_tbptt", "clip_grad_norm"))
 
 # The auto-graded test cells of each assignment, in notebook order, with their points: the one place the
 # points live (assignments/make_notebooks.py writes them into the notebooks; the tests read them here).
