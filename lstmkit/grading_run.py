@@ -195,7 +195,7 @@ def _off_limits(fn):
     for owner, label, names in owners:
         for name in names:
             if hasattr(owner, name):
-                originals[id(getattr(owner, name))] = f"{label}.{name}"
+                originals.setdefault(id(getattr(owner, name)), f"{label}.{name}")
                 saved.append((owner, name, getattr(owner, name)))
                 setattr(owner, name, refuse(f"{label}.{name}"))
     namespace = _namespace(fn) or {}
