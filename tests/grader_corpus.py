@@ -848,6 +848,23 @@ def _(ctx):
     """)
 
 
+@case(
+    "sequences_reference_dynamic",
+    "sequences",
+    zero("sequences", "test_sample_next", "test_training"),
+    "flagged",
+    ["test_sample_next:", "lstmkit.sequences comes from the reference"],
+    doc="sample_next from lstmkit.sequences through importlib and a computed name (no static trace)",
+)
+def _(ctx):
+    return set_source(sequences_untrained(ctx), "sample", """
+        def sample_next(logits, temperature, generator):
+            import importlib
+            module = importlib.import_module(".".join(["lstm" + "kit", "seq" + "uences"]))
+            return module.sample_next(logits, temperature, generator)
+    """)
+
+
 SEQ_CLIP_FLAGGED = zero("sequences", "test_clip_grad_norm", "test_train_tbptt", "test_training")
 case("sequences_torch_clip", "sequences", SEQ_CLIP_FLAGGED, "flagged",
      ["test_clip_grad_norm:", "torch.nn.utils.clip_grad_norm_ is off limits", "test_train_tbptt:"],
