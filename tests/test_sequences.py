@@ -110,6 +110,19 @@ def test_echo_text_lines_repeat_their_key():
     assert xs.shape == ys.shape and torch.equal(xs[1:], ys[:-1])
 
 
+def test_the_losses_the_notebook_states():
+    """A line is a key (1 of 8), 3..9 dots (7 lengths), the key, a line break: 9 characters on average.
+    With memory only the key and the run length are uncertain; without, the echo costs log 8 again."""
+    ids = S.echo_text(20000, 0)
+    per_line = len(ids) / 20000
+    assert per_line == pytest.approx(9.0, abs=0.05)
+    best, no_memory = (np.log(8) + np.log(7)) / 9, (2 * np.log(8) + np.log(7)) / 9
+    assert round(best, 2) == 0.45 and round(no_memory, 2) == 0.68
+    nb = (ROOT / "assignments" / "notebooks" / "sequences.md").read_text()
+    assert "about 0.45 nats per character" in nb and "cannot go below about 0.68" in nb
+    assert S.ECHO_BOUND < no_memory and f"**{S.ECHO_BOUND}** nats per character" in nb
+
+
 def test_the_lstm_reaches_the_bound_and_the_vanilla_rnn_does_not(one_thread):
     """The task needs memory: the solution's training gets the LSTM under ECHO_BOUND, the same budget
     leaves the RNN above it (but under RNN_BOUND)."""
