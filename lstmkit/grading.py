@@ -728,7 +728,7 @@ def _clip_compare(inputs, out):
                 raise AssertionError(
                     f"the gradients are unchanged although their global norm {total:.3g} is above max_norm "
                     f"{max_norm:.3g}: each tensor's own norm is below max_norm, so clipping each tensor on "
-                    "its own does nothing; clip by the global norm of all the tensors together")
+                    "its own does nothing: clip by the global norm of all the tensors together")
             if suffix == "_small" and g.shape == before.shape and _rel(g, before) > 1e-6:
                 raise AssertionError("gradients whose global norm is below max_norm were changed: rescale "
                                      "only when the norm is above max_norm")
