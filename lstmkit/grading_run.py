@@ -335,7 +335,8 @@ def echo_run(fn, inputs):
     on another validation text) and return the weights."""
     key = (fn, bool(_ACTIVE))
     if key not in _TRAINED:
-        models = _call("train_models()", fn)
+        with _off_limits(fn):
+            models = _call("train_models()", fn)
         if not (isinstance(models, dict) and set(models) == {"lstm", "rnn"}):
             raise AssertionError("train_models() should return {'lstm': your LSTM model, 'rnn': your RNN "
                                  "model}")

@@ -283,3 +283,16 @@ def test_the_training_target_is_judged_from_the_weights_on_fresh_text(one_thread
     swapped = {"lstm": trained["rnn"], "rnn": trained["lstm"]}
     verdict = check.judge(inputs, check.run(lambda: swapped, inputs))
     assert "CharModel(10, E, H, 'lstm')" in verdict["lstm"] and "'rnn'" in verdict["rnn"]
+
+
+def test_torch_s_clipping_is_off_limits_in_the_training_part_too():
+    check = grading.CHECKS["echo_training"]
+    model = S.CharModel(len(S.ECHO_CHARS), 2, 2, "lstm")
+    model(torch.zeros(3, 1, dtype=torch.int64))[0].sum().backward()
+
+    def train_models():
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        return {"lstm": model, "rnn": model}
+
+    verdict = check.grade(train_models, 0)
+    assert "clip_grad_norm_ is off limits" in verdict.message
