@@ -3,7 +3,8 @@
 pydata-sphinx-theme and sphinx-book-theme label their buttons and landmarks in three ways, none of
 which the book's catalogs (locale_dirs) reach or get right for zh_CN and zh_TW:
 - through Sphinx's gettext catalog, `_("Color mode")`, where Sphinx's and the themes' catalogs lack
-  many of the strings (or have no zh_TW entry);
+  many of the strings, and pydata-sphinx-theme's one "zh" catalog gives zh_TW Simplified ones
+  (回到顶部, 网页导航);
 - through sphinx-book-theme's own catalog, `translate("Print to PDF")`, which only the theme's
   folder is searched for (its zh_CN entry is in Traditional Chinese: 列印成 PDF);
 - hard-coded in the templates (title="Toggle primary sidebar", aria-label="Main") or in theme
@@ -16,7 +17,7 @@ catalogs), translates all three: its translations are put in front of the two ge
 sees or a screen reader reads (title, aria-label, data-bs-title, placeholder) outside the article
 text are replaced where their whole value is an English string of the table.
 
-Four more places take the same table: the author's name in the footer (`author` in the page
+The same table also gives the author's name in the footer (`author` in the page
 context), sphinx-togglebutton's hints ("Click to show", its `togglebutton_hint*` options), and
 sphinx-copybutton's tooltips ("Copy", "Copied!"). copybutton picks them by <html lang> from a
 JavaScript table that has zh-CN but no zh-TW entry and no option to change it; a script after
@@ -93,9 +94,6 @@ class TableFirst(gettext.NullTranslations):
     def gettext(self, message):
         return self._table.get(message) or super().gettext(message)
 
-    def ngettext(self, msgid1, msgid2, n):
-        return super().ngettext(msgid1, msgid2, n)
-
 
 # sphinx-copybutton's messages for this edition (after copybutton.js, before the page has loaded)
 _COPYBUTTON = """(() => {
@@ -104,8 +102,9 @@ _COPYBUTTON = """(() => {
   const old = messages[locale];
   messages[lang] = own;
   locale = lang;
-  iconCopy = iconCopy.replace(`<title>${old.copy_to_clipboard}</title>`, `<title>${own.copy_to_clipboard}</title>`);
-  iconCheck = iconCheck.replace(`<title>${old.copy_success}</title>`, `<title>${own.copy_success}</title>`);
+  const retitle = (svg, key) => svg.replace(`<title>${old[key]}</title>`, `<title>${own[key]}</title>`);
+  iconCopy = retitle(iconCopy, "copy_to_clipboard");
+  iconCheck = retitle(iconCheck, "copy_success");
 })();"""
 # Labels other scripts write into the page (sphinx-togglebutton's buttons: aria-label="Toggle hidden
 # content"), relabelled once they are there (this listener runs after theirs)
