@@ -209,15 +209,16 @@ _FIGURE_TEXTS = """() => Array.from(document.querySelectorAll(
 # heading in the page's table of contents), outputs (their text is
 # checked above), formulas, keyboard keys and the language switcher (it names each language in it).
 _UI_TEXTS = """() => {
-    const attrs = ['title', 'aria-label', 'data-bs-title', 'placeholder', 'data-tooltip',
-                   'data-toggle-hint'];
+    // (Bootstrap moves a tooltip's title to data-bs-original-title)
+    const attrs = ['title', 'data-bs-original-title', 'aria-label', 'data-bs-title', 'placeholder',
+                   'data-tooltip', 'data-toggle-hint'];
     const code = 'pre, code, .cell_output, mjx-container, kbd, .lang-switch';
     const texts = [];
     for (const el of document.querySelectorAll('*')) {
         if (el.closest(code)) continue;
         for (const a of attrs) {
             // a cross-reference's tooltip is the text it points to (e.g. a paper's title)
-            if (a === 'title' && el.matches('article a.reference')) continue;
+            if (a.endsWith('title') && el.matches('article a.reference')) continue;
             const value = (el.getAttribute(a) || '').trim();
             if (value) texts.push(value);
         }
@@ -464,6 +465,12 @@ def test_chinese_search_finds_a_chapter_by_a_chinese_word(server, browser):
         hits = page.eval_on_selector_all("ul.search li a", "links => links.map(a => a.href)")
         paths = {urlparse(h).path.removeprefix(urlparse(server).path).split("#")[0] for h in hits}
         assert f"{lang}/book/notation.html" in paths, f"{lang}: search for {word} found {sorted(paths)}"
+        # what the search script writes (Sphinx's translations.js) is in the edition's language
+        page.wait_for_function("() => document.querySelector('.search-summary')?.textContent",
+                               timeout=30_000)
+        said = page.eval_on_selector_all("#search-results h2, .search-summary",
+                                         "els => els.map(e => e.textContent.trim())")
+        assert len(said) == 2 and all(_CJK.search(t) for t in said), f"{lang}: search page says {said}"
     page.close()
 
 
