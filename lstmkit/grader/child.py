@@ -21,7 +21,10 @@ writes the outputs as `<id>.npz` plus a small `<id>.json` (status and message), 
 a time; for a check whose function calls earlier student functions (`uses`) it calls it a second time
 with the grader's versions of those in place (`<id>~sub`). So a later cell that fails or never ends
 costs only the parts after it; `cells.json` says which cell was running. Cells after the last test
-cell are not run. The trusted process
+cell are not run. Each call has its own time limit (job["limits"]["call"], a timer that interrupts
+it): a call that does not finish is answered `timeout` and the child goes on, without running that
+part's own (or its `~sub`) calls again; so a student function that never returns costs its own part,
+and a later part that calls it is still graded with the grader's version in its place. The trusted process
 compares the outputs with the reference itself; nothing written here is trusted beyond its numbers.
 """
 
@@ -255,9 +258,37 @@ def run_cell(cell, namespace, errors):
 RUNNER = {}  # the check runs and `substituted`, taken before any student code runs
 
 
+class CallTimeout(BaseException):  # not an Exception: the student's `except Exception` lets it through
+    """One call of the student's function ran longer than job["limits"]["call"] seconds."""
+
+
+def _alarm(signum, frame):
+    raise CallTimeout
+
+
+class time_limit:
+    """Raise CallTimeout in the code running after `seconds`, and every half second after that (in case
+    the code catches it); no limit where there is no interval timer (Windows: `check` only)."""
+
+    def __init__(self, seconds):
+        import signal
+
+        self.signal, self.seconds = signal, seconds
+
+    def __enter__(self):
+        if hasattr(self.signal, "setitimer"):
+            self.previous = self.signal.signal(self.signal.SIGALRM, _alarm)
+            self.signal.setitimer(self.signal.ITIMER_REAL, self.seconds, 0.5)
+
+    def __exit__(self, *exc):
+        if hasattr(self.signal, "setitimer"):
+            self.signal.setitimer(self.signal.ITIMER_REAL, 0)
+            self.signal.signal(self.signal.SIGALRM, self.previous)
+
+
 def one_call(call, out_id, namespace, workdir, flags_file, job, uses=()):
     """Call the student's function on the call's inputs (with the grader's `uses` in place) and write
-    `out/<out_id>.npz` and `.json`."""
+    `out/<out_id>.npz` and `.json`. Returns the status."""
     import numpy as np
 
     runs, substituted = RUNNER["runs"], RUNNER["substituted"]
@@ -271,27 +302,38 @@ def one_call(call, out_id, namespace, workdir, flags_file, job, uses=()):
             raise NameError(f"name '{call['fn']}' is not defined")
         with np.load(os.path.join(workdir, "in", f"{call['id']}.npz"), allow_pickle=False) as npz:
             inputs = unflatten(npz)
-        if uses:
-            with substituted(fn, uses):
+        with time_limit(job["limits"]["call"]):
+            if uses:
+                with substituted(fn, uses):
+                    outputs = runs[call["check"]](fn, inputs)
+            else:
                 outputs = runs[call["check"]](fn, inputs)
-        else:
-            outputs = runs[call["check"]](fn, inputs)
         for name, value in outputs.items():
             encode(value, name, arrays, meta)
     except (KeyboardInterrupt, SystemExit):
         raise
+    except CallTimeout:
+        status, message = "timeout", f"did not finish within the time limit of one call " \
+                                     f"({job['limits']['call']:g} s)"
     except BaseException as e:  # noqa: BLE001 - the student's code
         status, message = classify(e)
     only_main_process()
     if len(FLAGS) > before:
         status, message = "flagged", FLAGS[before].replace(MARKER, "").strip()
+    answer(workdir, out_id, arrays, status, message, meta)
+    if job["isolate"] and too_many_processes(job["limits"]["nproc"] // 2):  # its own pid namespace only
+        write_json(os.path.join(workdir, "out", "forks.json"), {"call": call["id"]})
+        os._exit(0)
+    return status
+
+
+def answer(workdir, out_id, arrays, status, message, meta):
+    import numpy as np
+
     out = os.path.join(workdir, "out", out_id)
     np.savez(out + ".tmp.npz", **arrays)
     os.replace(out + ".tmp.npz", out + ".npz")
     write_json(out + ".json", {"status": status, "message": message[:LIMITS["message_chars"]], "meta": meta})
-    if job["isolate"] and too_many_processes(job["limits"]["nproc"] // 2):  # its own pid namespace only
-        write_json(os.path.join(workdir, "out", "forks.json"), {"call": call["id"]})
-        os._exit(0)
 
 
 def too_many_processes(limit):
@@ -346,7 +388,7 @@ def main(workdir):
     write_json(os.path.join(workdir, "out", "ready.json"), {"isolated": job["isolate"]})
     namespace = {"__name__": "__main__"}
     ON_MISUSE.append(lambda message: flag(message, flags_file))
-    errors, done = {}, 0
+    errors, done, hung = {}, 0, {}
     cells_json = os.path.join(workdir, "out", "cells.json")
 
     def progress(running):
@@ -359,9 +401,16 @@ def main(workdir):
             run_cell(job["cells"][done], namespace, errors)
             done += 1
             progress(None)
-        one_call(call, call["id"], namespace, workdir, flags_file, job)
+        runs = [(call["id"], ())]
         if call.get("uses"):  # again with the grader's versions of the earlier functions
-            one_call(call, call["id"] + "~sub", namespace, workdir, flags_file, job, call["uses"])
+            runs.append((call["id"] + "~sub", tuple(call["uses"])))
+        for out_id, uses in runs:
+            key = (call["part"], bool(uses))
+            if key in hung:  # an earlier call of this part did not finish this way: not again
+                answer(workdir, out_id, {}, "timeout", hung[key], {})
+            elif one_call(call, out_id, namespace, workdir, flags_file, job, uses) == "timeout":
+                hung[key] = (f"not run: an earlier call of this part did not finish within the time limit "
+                             f"of one call ({job['limits']['call']:g} s)")
     progress(None)
     sys.stdout.flush()
     os._exit(0)

@@ -74,7 +74,7 @@ def _read_outputs(out_dir, call_id, limits: Limits):
         info = json.loads(meta_path.read_text())
         status, meta = str(info["status"]), dict(info["meta"])
         message = str(info["message"])[:limits.message_chars]
-        if status not in {"done", "fail", "error", "flagged", "memory"}:
+        if status not in {"done", "fail", "error", "flagged", "memory", "timeout"}:
             raise ValueError(status)
         with np.load(npz_path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -244,8 +244,8 @@ def _prepare(work, job, cells, pending=None):
             np.savez(work / "in" / f"{call_id}.npz", **_flatten(check.child_inputs(inputs)))
             call = {"id": call_id, "check": c.check, "fn": c.fn, "hidden": c.hidden, "seed": c.seed}
             calls.append((call, test, inputs))
-            job_calls.append({"id": call_id, "check": c.check, "fn": c.fn, "after": test.after,
-                              "uses": list(check.uses)})
+            job_calls.append({"id": call_id, "part": test.grade_id, "check": c.check, "fn": c.fn,
+                              "after": test.after, "uses": list(check.uses)})
     spec = {"cells": cells, "calls": job_calls, "hide": _hidden_paths(job["course"]),
             "isolate": job["isolate"], "limits": job["limits"].child_view(),
             "guard_torch": not plan.uses_torch}
@@ -322,6 +322,8 @@ def _verdict(call, inputs, out, run, cell_info, limits):
     if sub_answer is not None:
         sub_status, sub = _judge_answer(check, inputs, sub_answer, run, cell_info)
     v = grading.combine(check, call["seed"], own, sub)
+    if own_status == "timeout" and v.note:  # the student's earlier function never returned
+        v.note = f"did not finish with yours; {v.note}"
     if "flagged" in (own_status, sub_status):
         status = "flagged"
         v.failures = {k: m or (sub if sub_status == "flagged" else own)[k] for k, m in v.failures.items()}
