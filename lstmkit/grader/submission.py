@@ -36,6 +36,17 @@ MAX_RUNS = 3  # a child that dies is started again (at most twice) for the parts
 SEVERITY = ["flagged", "crashed", "memory", "timeout", "error", "ok"]
 
 
+def part_status(part):
+    """One part's status for the CSV and the feedback: `ok` (full points), `failed` (wrong answers),
+    `timeout`, `error`, `memory`, `crashed`, `flagged`, or `not-run` (the child never reached its
+    checks: it stopped in an earlier cell and had no restart left)."""
+    if part["status"] == "ok":
+        return "ok" if part["points"] >= part["max"] else "failed"
+    if part["calls"] and not any(c.get("ran", True) for c in part["calls"]):
+        return "not-run"
+    return part["status"]
+
+
 def worst(statuses):
     statuses = list(statuses) or ["ok"]
     return min(statuses, key=SEVERITY.index)
@@ -148,6 +159,7 @@ def grade_submission(job):
             run, info = _run_once(work, job)
             runtime_flags += [f for f in _read_flags(work) if f not in runtime_flags]
             cell_info["errors"].update(info["errors"])
+            cell_info["running"] = info["running"]  # the cell this run stopped in, if it died in one
             cell_info["flags"] += [f for f in info["flags"] if f not in cell_info["flags"]]
             answered = {call["id"] for call, _, _ in calls if (work / "out" / f"{call['id']}.json").exists()}
             for call, test, inputs in calls:
@@ -315,7 +327,10 @@ def _verdict(call, inputs, out, run, cell_info, limits):
     """One call's verdict: {status: pass|fail|error|..., message, hidden, kind, failures, note}; a call
     that fails with the student's earlier functions is judged again with the grader's in their place."""
     check = grading.CHECKS[call["check"]]
-    own_status, own = _judge_answer(check, inputs, _read_outputs(out, call["id"], limits), run, cell_info)
+    own_answer = _read_outputs(out, call["id"], limits)
+    own_status, own = _judge_answer(check, inputs, own_answer, run, cell_info)
+    # False: the child never reached this call (it stopped while running an earlier cell)
+    ran = own_answer is not None or bool(run.get("crashed_all")) or not cell_info.get("running")
     sub_status, sub = None, None
     sub_answer = (_read_outputs(out, call["id"] + "~sub", limits) if check.uses and own_status != "pass"
                   else None)
@@ -333,7 +348,7 @@ def _verdict(call, inputs, out, run, cell_info, limits):
         status = sub_status or own_status
     message = v.message if status != "pass" else ""
     return {"status": status, "message": message, "hidden": call["hidden"], "kind": v.kind,
-            "failures": v.failures, "note": v.note}
+            "failures": v.failures, "note": v.note, "ran": ran}
 
 
 def _finish(job, parts, flags, start):
