@@ -124,6 +124,10 @@ def test_case_gets_expected_points_status_and_reason(corpus, case):
     for grade_id, points in case.points.items():  # every part that lost points says why
         if points < POINTS[case.assignment][grade_id]:
             assert f"{grade_id}:" in row["reason"], (grade_id, row)
+            assert row[f"{grade_id}:reason"] and row[f"{grade_id}:reason"] in row["reason"], (grade_id, row)
+        # and its status is not ok: failed (wrong answers), or what stopped it
+        assert (row[f"{grade_id}:status"] == "ok") == (points == POINTS[case.assignment][grade_id]), \
+            (grade_id, row)
     if case.status == "ok" and case.points == POINTS[case.assignment]:
         assert row["reason"] == "", row
 
@@ -132,7 +136,8 @@ def test_case_gets_expected_points_status_and_reason(corpus, case):
 def test_csv_has_the_source_columns_and_one_row_per_submission(corpus, assignment):
     text = corpus["csvs"][assignment]
     header = next(csv.reader(io.StringIO(text)))
-    assert header == ["student", *POINTS[assignment], "total", "max", "status", "reason"]
+    per_part = [c for p in POINTS[assignment] for c in (p, f"{p}:status", f"{p}:reason")]
+    assert header == ["student", *per_part, "total", "max", "status", "reason"]
     expected = sorted(c.name for c in CASES if c.assignment == assignment)
     assert list(read_csv(text)) == expected  # sorted by student, nothing added (e.g. test_bonus)
 
