@@ -19,8 +19,8 @@ def _parser():
     g.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://10.0.0.1:8786")
     g.add_argument("--timeout", type=float, default=60, help="wall seconds per submission (default 60)")
     g.add_argument("--call-timeout", type=float, default=None, metavar="SECONDS",
-                   help="wall seconds for one call of a student's function (default: a tenth of --timeout, "
-                        "at least 2); a call that takes longer costs only its own part")
+                   help="CPU seconds for one call of a student's function (default: a tenth of --timeout, "
+                        "at least 5); a call that takes longer costs only its own part")
     g.add_argument("--memory", type=int, default=2048,
                    help="MB of address space per process (2048); all processes together: 256 MB more")
     f = sub.add_parser("feedback", help="each student's feedback from the gradebook (after hand grading)")

@@ -142,7 +142,7 @@ def course(tmp_path_factory):
     edited(course, "pytorch", "endless_training", "train", "model = Adder()\n",
            "while True:\n    pass\nmodel = Adder()\n")
     runs = {}
-    for a, args in (("gates", ["--workers", "2", "--timeout", "20", "--call-timeout", "3"]),
+    for a, args in (("gates", ["--workers", "2", "--timeout", "20", "--call-timeout", "2"]),
                     ("bptt", ["--workers", "1", "--timeout", "20"]),
                     ("pytorch", ["--workers", "1", "--timeout", "25"])):
         runs[a] = run("lstmkit.cli", "grade", a, "--course", str(course), *args)
@@ -188,26 +188,27 @@ def test_endless_loop_costs_only_its_part(course):
     assert [endless[p] for p in GATES_PARTS] == ["2", "2", "2", "0"]
     assert [endless[f"{p}:status"] for p in GATES_PARTS] == ["ok", "ok", "ok", "timeout"]
     assert endless["status"] == "timeout"
-    assert endless["reason"] == ("test_cell_forward: did not finish within the time limit of one call (3 s) "
-                                 "(visible test, B = 1)")
+    assert endless["reason"] == ("test_cell_forward: did not finish within the time limit of one call "
+                                 "(2 s of CPU time) (visible test, B = 1)")
 
 
 def test_a_function_that_never_returns_costs_only_its_own_part(course):
     # sigmoid loops forever when called: its part times out; gate_activations and cell_forward call it,
-    # and are graded with the grader's sigmoid in its place (one hang charged to one part)
+    # and are graded with the grader's sigmoid in its place (one hang charged to one part, and timed once)
     row = rows(course, "gates")["sigmoid_never_returns"]
     assert [row[p] for p in GATES_PARTS] == ["0", "2", "2", "3"]
     assert [row[f"{p}:status"] for p in GATES_PARTS] == ["timeout", "ok", "ok", "ok"]
     assert row["status"] == "timeout"
-    assert row["test_sigmoid:reason"] == ("did not finish within the time limit of one call (3 s) "
-                                          "(visible test, one element)")
+    assert row["test_sigmoid:reason"] == ("did not finish within the time limit of one call "
+                                          "(2 s of CPU time) (visible test, one element)")
     assert row["reason"] == "test_sigmoid: " + row["test_sigmoid:reason"]
     for part in ("test_gate_activations", "test_cell_forward"):
         reason = row[f"{part}:reason"]
-        assert reason.startswith("did not finish with yours; passes with the grader's sigmoid"), reason
+        assert reason.startswith("your sigmoid did not finish within the time limit of one call in an "
+                                 "earlier part; passes with the grader's sigmoid"), reason
     page = (course[0] / "feedback" / "sigmoid_never_returns" / "gates" / "gates.html").read_text()
     assert "<td>timeout</td><td>did not finish within the time limit of one call" in page
-    assert "<td>ok</td><td>did not finish with yours; passes with the grader&#x27;s sigmoid" in page
+    assert "<td>ok</td><td>your sigmoid did not finish within the time limit of one call" in page
 
 
 def test_training_cell_that_never_ends_costs_only_the_training_part(course):

@@ -36,8 +36,8 @@ from grader_corpus import (
 from nbgrader.api import Gradebook
 
 ARGS = {  # the per-submission limits; the honest pytorch solution trains for ~600 Adam steps
-    "gates": ["--workers", "2", "--timeout", "15", "--memory", "1024"],
-    "bptt": ["--workers", "2", "--timeout", "15", "--memory", "1024"],
+    "gates": ["--workers", "2", "--timeout", "15", "--call-timeout", "3", "--memory", "1024"],
+    "bptt": ["--workers", "2", "--timeout", "15", "--call-timeout", "3", "--memory", "1024"],
     "pytorch": ["--workers", "2", "--timeout", "300", "--memory", "2048"],  # head-room on a loaded machine
 }
 TWICE = ("gates", "bptt")  # graded a second time for the determinism check

@@ -9,13 +9,13 @@ from lstmkit.grader.submission import make_job
 
 def test_the_child_view_has_the_rlimits_and_caps():
     limits = Limits(wall=20.7, memory_mb=1024, processes=32, tmp_size="16m")
-    assert limits.child_view() == {"cpu": 20, "call": 2.07, "memory": 1024 * 2**20, "fsize": 4 * 2**20,
+    assert limits.child_view() == {"cpu": 20, "call": 5.0, "memory": 1024 * 2**20, "fsize": 4 * 2**20,
                                    "nproc": 32, "tmp_size": "16m", "message_chars": 500,
                                    "array_elements": 10_000_000}
     assert limits.tmp_bytes == 16 * 2**20 and Limits(tmp_size="2048k").tmp_bytes == 2 * 2**20
     assert Limits(wall=0.5).cpu_seconds == 1 and Limits(wall=30, cpu=10).cpu_seconds == 10
-    # one call of the student's function: a tenth of the wall time, at least 2 s, at most the wall time
-    assert [Limits(wall=w).call_seconds for w in (60, 10, 1)] == [6, 2, 1]
+    # one call of the student's function: a tenth of the wall time, at least 5 s, at most the wall time
+    assert [Limits(wall=w).call_seconds for w in (120, 10, 1)] == [12, 5, 1]
     assert Limits(wall=60, call=3).call_seconds == 3
 
 

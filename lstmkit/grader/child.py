@@ -21,10 +21,11 @@ writes the outputs as `<id>.npz` plus a small `<id>.json` (status and message), 
 a time; for a check whose function calls earlier student functions (`uses`) it calls it a second time
 with the grader's versions of those in place (`<id>~sub`). So a later cell that fails or never ends
 costs only the parts after it; `cells.json` says which cell was running. Cells after the last test
-cell are not run. Each call has its own time limit (job["limits"]["call"], a timer that interrupts
-it): a call that does not finish is answered `timeout` and the child goes on, without running that
-part's own (or its `~sub`) calls again; so a student function that never returns costs its own part,
-and a later part that calls it is still graded with the grader's version in its place. The trusted process
+cell are not run. Each call has its own limit of CPU time (job["limits"]["call"], a profiling timer
+that interrupts it): a call that does not finish is answered `timeout` and the child goes on, without
+calling the student's version for that part again; when it was stuck in an earlier function (`uses`),
+later parts that call that function run only with the grader's version (`~sub`). So a student function
+that never returns costs its own part once. The trusted process
 compares the outputs with the reference itself; nothing written here is trusted beyond its numbers.
 """
 
@@ -259,7 +260,7 @@ RUNNER = {}  # the check runs and `substituted`, taken before any student code r
 
 
 class CallTimeout(BaseException):  # not an Exception: the student's `except Exception` lets it through
-    """One call of the student's function ran longer than job["limits"]["call"] seconds."""
+    """One call of the student's function used more than job["limits"]["call"] seconds of CPU time."""
 
 
 def _alarm(signum, frame):
@@ -267,8 +268,10 @@ def _alarm(signum, frame):
 
 
 class time_limit:
-    """Raise CallTimeout in the code running after `seconds`, and every half second after that (in case
-    the code catches it); no limit where there is no interval timer (Windows: `check` only)."""
+    """Raise CallTimeout in the running code once this process has used `seconds` more CPU time (a
+    profiling timer: a loaded machine does not make a call time out), and every half second of CPU time
+    after that, in case the code catches it. A call that waits without computing (sleep) is ended by the
+    child's wall limit instead. No limit where there is no interval timer (Windows: `check` only)."""
 
     def __init__(self, seconds):
         import signal
@@ -277,18 +280,37 @@ class time_limit:
 
     def __enter__(self):
         if hasattr(self.signal, "setitimer"):
-            self.previous = self.signal.signal(self.signal.SIGALRM, _alarm)
-            self.signal.setitimer(self.signal.ITIMER_REAL, self.seconds, 0.5)
+            self.previous = self.signal.signal(self.signal.SIGPROF, _alarm)
+            self.signal.setitimer(self.signal.ITIMER_PROF, self.seconds, 0.5)
 
     def __exit__(self, *exc):
         if hasattr(self.signal, "setitimer"):
-            self.signal.setitimer(self.signal.ITIMER_REAL, 0)
-            self.signal.signal(self.signal.SIGALRM, self.previous)
+            self.signal.setitimer(self.signal.ITIMER_PROF, 0)
+            self.signal.signal(self.signal.SIGPROF, self.previous)
+
+
+def cell_of(obj):
+    """The `<cell grade_id>` that defined a function (or a class's methods), or None."""
+    code = getattr(obj, "__code__", None)
+    if code is None and isinstance(obj, type):
+        code = next((v.__code__ for v in vars(obj).values() if hasattr(v, "__code__")), None)
+    return code.co_filename if code is not None else None
+
+
+def running_cell(tb):
+    """The innermost student cell (`<cell grade_id>`) in a traceback: where the call was stuck."""
+    cell = None
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name.startswith("<cell "):
+            cell = name
+        tb = tb.tb_next
+    return cell
 
 
 def one_call(call, out_id, namespace, workdir, flags_file, job, uses=()):
     """Call the student's function on the call's inputs (with the grader's `uses` in place) and write
-    `out/<out_id>.npz` and `.json`. Returns the status."""
+    `out/<out_id>.npz` and `.json`. Returns the status and, for a timeout, the cell it was stuck in."""
     import numpy as np
 
     runs, substituted = RUNNER["runs"], RUNNER["substituted"]
@@ -296,7 +318,7 @@ def one_call(call, out_id, namespace, workdir, flags_file, job, uses=()):
     if job.get("guard_torch"):
         guard_torch(flags_file)
     fn = namespace.get(call["fn"])
-    arrays, meta, status, message = {}, {}, "done", ""
+    arrays, meta, status, message, stuck = {}, {}, "done", "", None
     try:
         if fn is None:
             raise NameError(f"name '{call['fn']}' is not defined")
@@ -312,9 +334,9 @@ def one_call(call, out_id, namespace, workdir, flags_file, job, uses=()):
             encode(value, name, arrays, meta)
     except (KeyboardInterrupt, SystemExit):
         raise
-    except CallTimeout:
-        status, message = "timeout", f"did not finish within the time limit of one call " \
-                                     f"({job['limits']['call']:g} s)"
+    except CallTimeout as e:
+        status, message = "timeout", timed_out(job)
+        stuck = running_cell(e.__traceback__)
     except BaseException as e:  # noqa: BLE001 - the student's code
         status, message = classify(e)
     only_main_process()
@@ -324,7 +346,21 @@ def one_call(call, out_id, namespace, workdir, flags_file, job, uses=()):
     if job["isolate"] and too_many_processes(job["limits"]["nproc"] // 2):  # its own pid namespace only
         write_json(os.path.join(workdir, "out", "forks.json"), {"call": call["id"]})
         os._exit(0)
-    return status
+    return status, stuck
+
+
+def timed_out(job):
+    return f"did not finish within the time limit of one call ({job['limits']['call']:g} s of CPU time)"
+
+
+def calls_stuck_cell(call, namespace, hung_cells):
+    """Why the student's own version of a call is not run: it calls (`uses`) an earlier function whose
+    cell never returned in an earlier call; "" if there is no such function."""
+    for name in call.get("uses", ()):
+        cell = cell_of(namespace.get(name))
+        if cell is not None and cell in hung_cells and cell != cell_of(namespace.get(call["fn"])):
+            return f"not run: your {name} did not finish within the time limit of one call in an earlier part"
+    return ""
 
 
 def answer(workdir, out_id, arrays, status, message, meta):
@@ -388,7 +424,11 @@ def main(workdir):
     write_json(os.path.join(workdir, "out", "ready.json"), {"isolated": job["isolate"]})
     namespace = {"__name__": "__main__"}
     ON_MISUSE.append(lambda message: flag(message, flags_file))
-    errors, done, hung = {}, 0, {}
+    errors, done = {}, 0
+    hung = {}  # (part, with the grader's earlier functions) -> why its further calls are not run
+    hung_cells = set()  # "<cell grade_id>" where a call was stuck when its time was up
+    not_again = (f"not run: an earlier call of this part did not finish within the time limit of one "
+                 f"call ({job['limits']['call']:g} s of CPU time)")
     cells_json = os.path.join(workdir, "out", "cells.json")
 
     def progress(running):
@@ -401,16 +441,27 @@ def main(workdir):
             run_cell(job["cells"][done], namespace, errors)
             done += 1
             progress(None)
-        runs = [(call["id"], ())]
+        skip_own, skip_sub = calls_stuck_cell(call, namespace, hung_cells), hung.get((call["part"], True))
+        if skip_own:  # it calls an earlier function that never returned: only the grader's version
+            answer(workdir, call["id"], {}, "timeout", skip_own, {})
+        elif (call["part"], False) in hung:  # an earlier call of this part never returned: not again
+            answer(workdir, call["id"], {}, "timeout", hung[call["part"], False], {})
+        else:
+            status, stuck = one_call(call, call["id"], namespace, workdir, flags_file, job)
+            if status == "timeout":
+                hung[call["part"], False] = not_again
+                hung_cells.add(stuck)
+                own = cell_of(namespace.get(call["fn"]))
+                earlier = {cell_of(namespace.get(u)) for u in call.get("uses", ())} - {None, own}
+                if stuck not in earlier:  # stuck in its own code: with the grader's earlier functions too
+                    hung[call["part"], True] = not_again
+                    skip_sub = timed_out(job)
         if call.get("uses"):  # again with the grader's versions of the earlier functions
-            runs.append((call["id"] + "~sub", tuple(call["uses"])))
-        for out_id, uses in runs:
-            key = (call["part"], bool(uses))
-            if key in hung:  # an earlier call of this part did not finish this way: not again
-                answer(workdir, out_id, {}, "timeout", hung[key], {})
-            elif one_call(call, out_id, namespace, workdir, flags_file, job, uses) == "timeout":
-                hung[key] = (f"not run: an earlier call of this part did not finish within the time limit "
-                             f"of one call ({job['limits']['call']:g} s)")
+            if skip_sub:
+                answer(workdir, call["id"] + "~sub", {}, "timeout", skip_sub, {})
+            elif one_call(call, call["id"] + "~sub", namespace, workdir, flags_file, job,
+                          call["uses"])[0] == "timeout":
+                hung[call["part"], True] = not_again
     progress(None)
     sys.stdout.flush()
     os._exit(0)

@@ -15,10 +15,11 @@ class Limits:
     """Limits of one submission's sandbox.
 
     - wall: seconds for the whole child (the process group is killed after it);
-    - call: seconds for one call of the student's function inside the child (default: a tenth of
-      wall, at least 2 s, at most wall): a call that takes longer ends with `timeout` for its own part
-      only, and the child goes on with the other parts (a later part that calls the hanging function is
-      run with the grader's version in its place);
+    - call: seconds of CPU time for one call of the student's function inside the child (default: a
+      tenth of wall, at least 5 s, at most wall): a call that takes longer ends with `timeout` for its
+      own part only, and the child goes on with the other parts (a later part that calls the function
+      that never returned is run with the grader's version in its place); CPU time, so that a loaded
+      machine does not make a call time out (a call that sleeps is ended by the wall limit);
     - cpu: seconds of CPU time per process (RLIMIT_CPU; default: wall, whole seconds, at least 1);
     - memory_mb: address space per process (RLIMIT_AS);
     - headroom_mb: how much more all processes together may use (memory cgroup), so that one process
@@ -65,7 +66,7 @@ class Limits:
 
     @property
     def call_seconds(self) -> float:
-        return self.call if self.call is not None else min(self.wall, max(2.0, self.wall / 10))
+        return self.call if self.call is not None else min(self.wall, max(5.0, self.wall / 10))
 
     @property
     def tmp_bytes(self) -> int:

@@ -338,7 +338,9 @@ def _verdict(call, inputs, out, run, cell_info, limits):
         sub_status, sub = _judge_answer(check, inputs, sub_answer, run, cell_info)
     v = grading.combine(check, call["seed"], own, sub)
     if own_status == "timeout" and v.note:  # the student's earlier function never returned
-        v.note = f"did not finish with yours; {v.note}"
+        why = next((m for m in own.values() if m), "")
+        why = why[len("not run: "):] if why.startswith("not run: your ") else "did not finish with yours"
+        v.note = f"{why}; {v.note}"
     if "flagged" in (own_status, sub_status):
         status = "flagged"
         v.failures = {k: m or (sub if sub_status == "flagged" else own)[k] for k, m in v.failures.items()}
