@@ -132,6 +132,14 @@ def test_case_gets_expected_points_status_and_reason(corpus, case):
         assert row["reason"] == "", row
 
 
+def test_a_hang_in_an_earlier_function_is_charged_to_its_part_only(corpus):
+    row = read_csv(corpus["csvs"]["bptt"])["cell_backward_never_returns"]
+    assert (row["test_cell_backward:status"], row["test_backward:status"]) == ("timeout", "ok")
+    assert row["test_backward:reason"].startswith(
+        "your cell_backward did not finish within the time limit of one call in an earlier part; passes with "
+        "the grader's cell_backward in place of yours"), row
+
+
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_csv_has_the_source_columns_and_one_row_per_submission(corpus, assignment):
     text = corpus["csvs"][assignment]
