@@ -54,4 +54,4 @@ bench-grader: setup
 
 clean:
 	rm -rf _build
-	find book/locales -name '*.mo' -delete
+	find book/locales book/_ext/locales -name '*.mo' -delete

@@ -191,6 +191,17 @@ _NO_ALT = """() => Array.from(document.images).filter(img => {
     return !alt || /^\\S+\\.(png|svg|jpe?g|gif|webp)$/i.test(alt);
 }).map(img => img.getAttribute('src'))"""
 
+# The alt text of every image.
+_ALTS = "() => Array.from(document.images).map(img => img.getAttribute('alt') || '')"
+
+# Text around the figures a reader sees or hears: titles (tooltips), aria-labels and labels in the
+# chapters' outputs (the animation's controls) and in figures (the caption's permalink).
+_FIGURE_TEXTS = """() => Array.from(document.querySelectorAll(
+    ['.cell_output', 'figure'].map(box => `${box} [title], ${box} [aria-label], ${box} label`)
+        .join(', '))).map(el =>
+    el.tagName === 'LABEL' ? el.textContent.trim()
+        : (el.getAttribute('title') || el.getAttribute('aria-label')).trim()).filter(t => t)"""
+
 # Loaded images that did not decode.
 _BROKEN = """async () => {
     const imgs = Array.from(document.images);
@@ -259,6 +270,8 @@ def _visit(page, site, server, rel, shots):
         report["math"] = page.locator("mjx-container").count()
     report["broken"] = page.evaluate(_BROKEN)
     report["no_alt"] = page.evaluate(_NO_ALT)
+    report["alts"] = page.evaluate(_ALTS)
+    report["figure_texts"] = page.evaluate(_FIGURE_TEXTS)
     # the page shown, after a redirect (the site's index.html forwards to book/index.html)
     report["shown"] = urlparse(page.url).path.removeprefix(urlparse(server).path)
     report["switcher"] = page.eval_on_selector_all(
@@ -330,6 +343,30 @@ def test_every_image_has_alt_text(visits):
     missing = {rel: report["no_alt"] for rel, report in visits.items() if report["no_alt"]}
     assert not missing, "images without alt text:\n" + "\n".join(
         f"{rel}: {srcs}" for rel, srcs in missing.items())
+
+
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def test_translated_pages_describe_their_figures_in_chinese(visits):
+    """Every image of a Chinese page has Chinese alt text (the figures' alt text from the cells'
+    metadata and the animation's frames), and the text around them (the animation's controls, the
+    captions' permalinks) is Chinese; the English page has the same images with English alt text."""
+    bad = []
+    for rel, report in visits.items():
+        lang, english_rel = edition_of(rel)
+        if lang == "en":
+            bad += [f"{rel}: Chinese alt text: {a[:50]}" for a in report["alts"] if _CJK.search(a)]
+            continue
+        assert len(report["alts"]) == len(visits[english_rel]["alts"]), f"{rel}: other images"
+        bad += [f"{rel}: English alt text: {a[:70]}" for a in report["alts"] if not _CJK.search(a)]
+        bad += [f"{rel}: English text in a figure or output: {t[:70]}"
+                for t in report["figure_texts"] if re.search("[A-Za-z]", t) and not _CJK.search(t)]
+    assert not bad, "\n".join(bad)
+    assert sum(len(visits[f"zh_CN/{doc}.html"]["alts"]) for doc in toc_docnames()) >= 40
+    # what was checked: the animation's controls and the captions' permalinks, English and Chinese
+    assert {"Pause", "Once", "Link to this image"} <= set(visits["book/gates.html"]["figure_texts"])
+    assert {"暂停", "播放一次", "链接到此图片"} <= set(visits["zh_CN/book/gates.html"]["figure_texts"])
 
 
 def test_no_page_scrolls_sideways_on_a_phone(visits):

@@ -5,7 +5,8 @@
     python tools/i18n.py stat                             # translated / fuzzy / untranslated per catalog
 
 `update` extracts the English messages (Sphinx's gettext builder, into _build/gettext/*.pot; the
-chapters' outputs come from the jupyter-cache of the last `make book`) and merges them into the
+chapters' outputs come from the jupyter-cache of the last `make book`, and the figures' alt text and
+the text of HTML outputs are messages too: book/_ext/i18n_outputs.py) and merges them into the
 zh_CN catalogs with sphinx-intl: a changed paragraph becomes a fuzzy message (old translation kept
 as a hint), a new one an empty message. Only pages that already have a catalog are updated; `--add`
 starts the catalog of a page not translated yet. Then it regenerates zh_TW (`zh-tw`).
