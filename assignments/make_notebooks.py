@@ -21,7 +21,7 @@ from myst_nb.core.read import read_myst_markdown_notebook
 from lstmkit import grading
 
 HERE = Path(__file__).resolve().parent
-ASSIGNMENTS = ("gates", "bptt", "pytorch")
+ASSIGNMENTS = ("gates", "bptt", "pytorch", "sequences")
 
 
 def test_cell(check, fn, grade_id, hidden_per_kind=2):

@@ -681,6 +681,272 @@ def _adding_compare(inputs, out):
 
 check_adding = Check("adding", _adding_inputs, _adding_compare, kinds=("a fresh batch",))
 
+
+# ----------------------------------------------------------------------------- sequences (PyTorch)
+# The expected outputs come from running the same run step on lstmkit.sequences' reference functions.
+
+
+def _expected(name, inputs):
+    from . import sequences
+
+    return _runs.RUNS[name](getattr(sequences, name), inputs)
+
+
+CLIP_KINDS = ("1-element tensors", "any sizes")
+
+
+def _clip_inputs(seed):
+    """4 to 6 gradients, each of norm below max_norm, their global norm above it (clipping per tensor
+    changes nothing); `small` scales them to half of max_norm (then nothing may change)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(4, 7))
+    grads = {}
+    for j in range(n):
+        shape = (1,) if CLIP_KINDS[seed % 2] == "1-element tensors" else tuple(
+            int(d) for d in rng.integers(1, 5, size=int(rng.integers(1, 3))))
+        g = rng.standard_normal(shape)
+        grads[f"t{j}"] = g * rng.uniform(0.8, 1.0) / max(np.linalg.norm(g), 1e-3)
+    scale = rng.uniform(0.5, 5.0)
+    grads = {k: v * scale for k, v in grads.items()}
+    total = np.sqrt(sum(np.sum(g**2) for g in grads.values()))
+    max_norm = scale * rng.uniform(1.05, 1.4)
+    return {"grads": grads, "max_norm": np.float64(max_norm), "small": np.float64(0.5 * max_norm / total)}
+
+
+def _clip_compare(inputs, out):
+    e = _expected("clip_grad_norm", inputs)
+    total, max_norm = float(e["norm"]), float(inputs["max_norm"])
+    for suffix in ("", "_small"):
+        got = out["grads" + suffix]
+        if got is None:
+            raise AssertionError("a gradient is missing after clip_grad_norm: rescale p.grad in place "
+                                 "(and skip the tensors whose .grad is None)")
+        for k, g_ref in e["grads" + suffix].items():
+            g = _as_array(f"gradient {k}", got[k])
+            before = inputs["grads"][k] * (1.0 if not suffix else float(inputs["small"]))
+            if suffix == "" and g.shape == before.shape and _rel(g, before) <= 1e-9:
+                raise AssertionError(
+                    f"the gradients are unchanged although their global norm {total:.3g} is above max_norm "
+                    f"{max_norm:.3g}: each tensor's own norm is below max_norm, so clipping each tensor on "
+                    "its own does nothing: clip by the global norm of all the tensors together")
+            if suffix == "_small" and g.shape == before.shape and _rel(g, before) > 1e-6:
+                raise AssertionError("gradients whose global norm is below max_norm were changed: rescale "
+                                     "only when the norm is above max_norm")
+            _expect(f"clipped gradient {k}", g, _as_array("", g_ref), 1e-5,
+                    "multiply every gradient by max_norm / global norm, where the global norm is "
+                    "sqrt(sum of the squares of all the gradients together)")
+        norm = _as_array("the returned norm", out["norm" + suffix]).reshape(-1)
+        _expect("the returned norm", norm, _as_array("", e["norm" + suffix]).reshape(-1), 1e-6,
+                "return the global norm before clipping")
+
+
+check_clip_grad_norm = Check("clip_grad_norm", _clip_inputs, _clip_compare, kinds=CLIP_KINDS)
+
+
+TBPTT_KINDS = ("B = 1", "k = 1", "T not a multiple of k", "any sizes")
+
+
+def _tbptt_inputs(seed):
+    rng = np.random.default_rng(seed)
+    kind = TBPTT_KINDS[seed % len(TBPTT_KINDS)]
+    V, E, H = 5, 3, int(rng.integers(2, 5))
+    B = 1 if kind == "B = 1" else int(rng.integers(2, 5))
+    k = 1 if kind == "k = 1" else int(rng.integers(2, 5))
+    chunks = int(rng.integers(2, 4)) if k > 1 else int(rng.integers(3, 6))
+    T = k * chunks + (int(rng.integers(1, k)) if kind == "T not a multiple of k" else 0)
+    params = {"emb.weight": rng.standard_normal((V, E)),
+              **{f"rnn.{n}_l0": rng.uniform(-1, 1, (4 * H, m)) for n, m in
+                 (("weight_ih", E), ("weight_hh", H))},
+              "rnn.bias_ih_l0": rng.uniform(-1, 1, 4 * H), "rnn.bias_hh_l0": rng.uniform(-1, 1, 4 * H),
+              "head.weight": rng.uniform(-1, 1, (V, H)), "head.bias": rng.uniform(-1, 1, V)}
+    ids = rng.integers(0, V, size=(T + 1, B))
+    return {"params": params, "xs": ids[:-1], "ys": ids[1:], "k": k, "lr": np.float64(0.5),
+            "max_norm": np.float64(0.3), "h0": 0.5 * rng.standard_normal((1, B, H)),
+            "c0": 0.5 * rng.standard_normal((1, B, H))}
+
+
+def _no_carry(model, xs, ys, k, optimizer, max_norm, state=None):
+    """train_tbptt's mistake: every chunk starts from zeros (or the initial state)."""
+    from . import sequences
+
+    losses = []
+    for t in range(0, xs.shape[0], k):
+        chunk, last = sequences.train_tbptt(model, xs[t:t + k], ys[t:t + k], k, optimizer, max_norm, state)
+        losses += chunk
+    return losses, last
+
+
+def _tbptt_compare(inputs, out):
+    attached = _as_array("attached", out["attached"])
+    if attached.any():
+        j = int(np.argmax(attached))
+        raise AssertionError(_runs.NOT_DETACHED.format(j=j + 1, i=j))
+    e = _expected("train_tbptt", inputs)
+    T, k = inputs["xs"].shape[0], int(inputs["k"])
+    n = len(e["losses"])
+    losses = _as_array("the losses", out["losses"]).reshape(-1)
+    if len(attached) != n or losses.shape != (n,):
+        raise AssertionError(f"T = {T} steps in chunks of k = {k} are {n} chunks (the last may be shorter): "
+                             f"the model was called {len(attached)} times and {losses.size} losses returned")
+    if _rel(losses, e["losses"]) > GRAD_TOL:
+        if _rel(losses[:1], e["losses"][:1]) > GRAD_TOL:
+            hint = ("the first chunk's loss is wrong: start from the given state, mean cross-entropy of "
+                    "the chunk")
+        elif _rel(losses, _runs.tbptt_run(_no_carry, inputs)["losses"]) <= GRAD_TOL:
+            hint = "the state is not carried from one chunk to the next: pass each chunk's final state on"
+        else:
+            hint = ("one optimiser step per chunk: zero_grad, backward, clip_grad_norm(model.parameters(), "
+                    "max_norm), step")
+        err = _rel(losses, e["losses"])
+        pct = f"{100 * err:.0f}%" if err >= 0.01 else f"{err:.1e} (relative)"
+        raise AssertionError(f"the chunk losses are off by {pct}: {hint}")
+    if float(np.asarray(out["final_attached"])) > 0:
+        raise AssertionError("the returned state is still attached to the last chunk's graph: return it "
+                             "detached")
+    for name in ("h_n", "c_n"):
+        _expect(f"the final state's {name[0]}", out[name], _as_array("", e[name]), FORWARD_TOL,
+                "return the state after the last chunk")
+    for name, value in e["params"].items():
+        _expect(f"the parameter {name} after the pass", out["params"][name], _as_array("", value), GRAD_TOL,
+                "clip with clip_grad_norm(model.parameters(), max_norm) after backward, before the step")
+
+
+check_tbptt = Check("train_tbptt", _tbptt_inputs, _tbptt_compare, kinds=TBPTT_KINDS, uses=("clip_grad_norm",))
+
+
+MASK_KINDS = ("B = 1", "any sizes")
+
+
+def _masked_inputs(seed):
+    rng = np.random.default_rng(seed)
+    T, V = int(rng.integers(3, 7)), int(rng.integers(2, 6))
+    B = 1 if MASK_KINDS[seed % 2] == "B = 1" else int(rng.integers(2, 6))
+    lengths = rng.integers(1, T + 1, size=B)
+    lengths[0] = int(rng.integers(1, T))  # at least one padded sequence
+    return {"logits": 2 * rng.standard_normal((T, B, V)), "targets": rng.integers(0, V, size=(T, B)),
+            "lengths": lengths.astype(np.int64)}
+
+
+def _masked_compare(inputs, out):
+    e = _expected("masked_cross_entropy", inputs)
+    loss = _as_array("the loss", out["loss"]).reshape(())
+    logits, targets, lengths = inputs["logits"], inputs["targets"], inputs["lengths"]
+    z = logits - logits.max(-1, keepdims=True)
+    nll = -np.take_along_axis(z - np.log(np.exp(z).sum(-1, keepdims=True)), targets[..., None], -1)[..., 0]
+    mask = np.arange(logits.shape[0])[:, None] < lengths[None, :]
+    for variant, hint in (
+        (nll.mean(), "the padded steps count in your loss: average over the real tokens only "
+                     "(t < lengths[b]), padding must not count"),
+        ((nll * mask).sum() / nll.size, "you divide by T * B: divide by the number of real tokens, "
+                                         "lengths.sum()"),
+        ((nll * mask).sum(), "that is the sum over the real tokens: take the mean (divide by lengths.sum())"),
+    ):
+        same = abs(float(loss) - variant) <= 1e-9 * max(1.0, abs(variant))
+        if same and abs(variant - float(e["loss"])) > 1e-9:
+            raise AssertionError(hint)
+    _expect("the loss", loss, _as_array("", e["loss"]).reshape(()), FORWARD_TOL,
+            "the mean over t < lengths[b] of -log softmax(logits[t, b])[targets[t, b]]")
+    if out["dlogits"] is None:
+        raise AssertionError("the loss does not depend on the logits")
+    _expect("the gradient w.r.t. the logits", out["dlogits"], _as_array("", e["dlogits"]), GRAD_TOL,
+            "the padded steps must get a zero gradient")
+
+
+check_masked_loss = Check("masked_cross_entropy", _masked_inputs, _masked_compare, kinds=MASK_KINDS)
+
+
+SAMPLE_KINDS = ("B = 1", "temperature below 1", "temperature above 1")
+
+
+def _sample_inputs(seed):
+    rng = np.random.default_rng(seed)
+    kind = SAMPLE_KINDS[seed % 3]
+    B, V = (1 if kind == "B = 1" else int(rng.integers(2, 6))), int(rng.integers(3, 8))
+    low = kind == "temperature below 1" or (kind == "B = 1" and rng.uniform() < 0.5)
+    temperature = rng.uniform(0.3, 0.8) if low else rng.uniform(1.5, 3.0)
+    return {"logits": 2 * rng.standard_normal((B, V)), "temperature": np.float64(temperature),
+            "seed": int(rng.integers(0, 2**31))}
+
+
+def _softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+
+
+def _sample_compare(inputs, out):
+    e = _expected("sample_next", inputs)
+    probs, logits, t = _as_array("probs", out["probs"]), inputs["logits"], float(inputs["temperature"])
+    expected = _as_array("", e["probs"])
+    if probs.shape != expected.shape:
+        raise AssertionError(f"probs has shape {probs.shape}, expected {expected.shape} (B, V)")
+    for variant, hint in (
+        (_softmax(logits), "the temperature is ignored: probs = softmax(logits / temperature)"),
+        (_softmax(logits * t), "you multiply the logits by the temperature: divide them"),
+    ):
+        if _rel(probs, variant) <= FORWARD_TOL:
+            raise AssertionError(hint)
+    _expect("probs", probs, expected, FORWARD_TOL, "probs = softmax(logits / temperature) over the last axis")
+    ids = _as_array("ids", out["ids"]).reshape(-1)
+    if ids.shape != (probs.shape[0],) or not np.array_equal(ids, _as_array("", e["ids"])):
+        raise AssertionError("the sampled ids differ from torch.multinomial(probs, 1, generator=generator)"
+                             "[:, 0] (one draw per row with the given generator)")
+
+
+check_sample_next = Check("sample_next", _sample_inputs, _sample_compare, kinds=SAMPLE_KINDS)
+
+
+def _echo_inputs(seed):
+    from . import sequences
+
+    xs, ys = sequences.echo_streams(400, 8, np.random.default_rng([seed, 7]))
+    return {"xs": xs.numpy(), "ys": ys.numpy()}
+
+
+def _echo_model(cell, arrays):
+    """The student's weights in lstmkit.sequences.CharModel (sizes read from the weights)."""
+    import torch
+
+    from . import sequences
+
+    keys = ("emb.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0",
+            "head.weight", "head.bias")
+    if not isinstance(arrays, dict) or set(arrays) != set(keys):
+        raise AssertionError(f"the {cell} model should be a CharModel(V, E, H, '{cell}') with parameters "
+                             f"{', '.join(keys)}")
+    V, E = _as_array("emb.weight", arrays["emb.weight"]).shape
+    H = _as_array("rnn.weight_hh_l0", arrays["rnn.weight_hh_l0"]).shape[1]
+    model = sequences.CharModel(V, E, H, cell)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: _as_array(k, v).shape for k, v in arrays.items()}
+    if got != shapes or V != len(sequences.ECHO_CHARS):
+        raise AssertionError(f"the {cell} model's parameters have shapes {got}, expected those of "
+                             f"CharModel({len(sequences.ECHO_CHARS)}, E, H, '{cell}')")
+    model.load_state_dict({k: torch.tensor(_as_array(k, v), dtype=torch.float32) for k, v in arrays.items()})
+    return model.eval()
+
+
+def _echo_component(cell, bound_name):
+    def compare(inputs, out):
+        import torch
+
+        from . import sequences
+
+        bound = getattr(sequences, bound_name)
+        loss = sequences.validation_loss(_echo_model(cell, out[cell]), torch.tensor(inputs["xs"]),
+                                         torch.tensor(inputs["ys"]))
+        if not np.isfinite(loss) or loss > bound:
+            raise AssertionError(f"the {cell.upper()}'s validation loss on a fresh text is {loss:.3f} "
+                                 f"nats/char, expected below {bound} (remembering nothing of the key gives "
+                                 "about 0.68): train longer or check your truncated BPTT")
+
+    return compare
+
+
+ECHO_COMPONENTS = {"lstm": _echo_component("lstm", "ECHO_BOUND"), "rnn": _echo_component("rnn", "RNN_BOUND")}
+check_echo = Check("echo_training", _echo_inputs, _all_components(ECHO_COMPONENTS),
+                   kinds=("a fresh validation text",), components=ECHO_COMPONENTS,
+                   uses=("train_tbptt", "clip_grad_norm"))
+
 # The auto-graded test cells of each assignment, in notebook order, with their points: the one place the
 # points live (assignments/make_notebooks.py writes them into the notebooks; the tests read them here).
 POINTS = {
@@ -688,6 +954,8 @@ POINTS = {
               "test_cell_forward": 3},
     "bptt": {"test_cell_backward": 4, "test_backward": 4, "test_numerical_gradient": 2},
     "pytorch": {"test_cell": 3, "test_layer": 3, "test_adding": 3},
+    "sequences": {"test_clip_grad_norm": 2, "test_train_tbptt": 3, "test_masked_cross_entropy": 2,
+                  "test_sample_next": 2, "test_training": 3},
 }
 
 CHECKS = {
@@ -703,5 +971,10 @@ CHECKS = {
         check_torch_cell,
         check_torch_layer,
         check_adding,
+        check_clip_grad_norm,
+        check_tbptt,
+        check_masked_loss,
+        check_sample_next,
+        check_echo,
     )
 }

@@ -168,6 +168,183 @@ def adding_run(predict, inputs):
     return {"pred": _call("predict(xs)", predict, np.array(inputs["xs"]))}
 
 
+# ----------------------------------------------------------------------------- sequences (PyTorch)
+# torch's own clipping is off limits in the sequences notebook: while a run calls the student's code,
+# these raise (and the sandbox flags the submission), wherever the student's code reaches them from.
+
+OFF_LIMITS = ("clip_grad_norm_", "clip_grad_norm", "clip_grads_with_norm_", "get_total_norm")
+
+
+@contextlib.contextmanager
+def _off_limits(fn):
+    import torch
+    import torch.nn.utils.clip_grad as clip_module
+
+    def refuse(name):
+        def refused(*args, **kwargs):
+            message = f"{MARKER} {name} is off limits in this notebook: write it yourself"
+            for record in ON_MISUSE:
+                record(message)
+            raise AssertionError(message)
+
+        return refused
+
+    owners = [(torch.nn.utils, "torch.nn.utils", OFF_LIMITS),
+              (clip_module, "torch.nn.utils.clip_grad", OFF_LIMITS), (torch, "torch", ("_foreach_norm",))]
+    saved, originals = [], {}
+    for owner, label, names in owners:
+        for name in names:
+            if hasattr(owner, name):
+                originals.setdefault(id(getattr(owner, name)), f"{label}.{name}")
+                saved.append((owner, name, getattr(owner, name)))
+                setattr(owner, name, refuse(f"{label}.{name}"))
+    namespace = _namespace(fn) or {}
+    aliased = {k: v for k, v in namespace.items() if id(v) in originals}  # from torch.nn.utils import ...
+    try:
+        for k, v in aliased.items():
+            namespace[k] = refuse(originals[id(v)])
+        yield
+    finally:
+        for owner, name, value in saved:
+            setattr(owner, name, value)
+        namespace.update(aliased)
+
+
+def _float(value):
+    return float(np.asarray(value))
+
+
+def clip_run(fn, inputs):
+    """Two calls: gradients whose global norm is above max_norm, then the same scaled below it."""
+    import torch
+
+    max_norm = _float(inputs["max_norm"])
+    out = {}
+    for suffix, scale in (("", 1.0), ("_small", _float(inputs["small"]))):
+        params = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True)
+                  for g in inputs["grads"].values()]
+        for p, g in zip(params, inputs["grads"].values(), strict=True):
+            p.grad = torch.tensor(g * scale)
+        params.insert(1, torch.zeros(2, dtype=torch.float64, requires_grad=True))  # .grad None: skipped
+        with _off_limits(fn):
+            norm = _call("clip_grad_norm(params, max_norm)", fn, iter(params), max_norm)
+        grads = [p.grad for p in params if p.grad is not None]
+        out["norm" + suffix] = norm
+        out["grads" + suffix] = dict(zip(inputs["grads"], grads, strict=True)) if len(grads) == len(
+            inputs["grads"]) else None
+    return out
+
+
+def _tiny_lm(params):
+    """The small character model of the truncated-BPTT check (the notebook's CharModel, float64)."""
+    import torch
+    from torch import nn
+
+    V, E = params["emb.weight"].shape
+    H = params["rnn.weight_hh_l0"].shape[1]
+
+    class TinyLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.rnn, self.head = nn.Embedding(V, E), nn.LSTM(E, H), nn.Linear(H, V)
+            self.calls = []  # per forward call: whether the state it got is attached to an earlier graph
+
+        def forward(self, idx, state=None):
+            attached = state is not None and any(getattr(s, "requires_grad", False) for s in _flat(state))
+            self.calls.append(attached)
+            hs, state = self.rnn(self.emb(idx), state)
+            return self.head(hs), state
+
+    model = TinyLM().double()
+    model.load_state_dict({k: torch.tensor(v) for k, v in params.items()})
+    return model
+
+
+def _flat(state):
+    return [s for part in (state if isinstance(state, (tuple, list)) else [state])
+            for s in (_flat(part) if isinstance(part, (tuple, list)) else [part])]
+
+
+NOT_DETACHED = ("the state carried into chunk {j} is still attached to the graph of chunk {i}: detach it "
+                "between chunks (state = tuple(s.detach() for s in state)), so that backward stops at the "
+                "chunk boundary")
+
+
+def tbptt_run(fn, inputs):
+    import torch
+
+    model = _tiny_lm(inputs["params"])
+    opt = torch.optim.SGD(model.parameters(), lr=_float(inputs["lr"]))
+    xs, ys = torch.tensor(inputs["xs"]), torch.tensor(inputs["ys"])
+    state = (torch.tensor(inputs["h0"]), torch.tensor(inputs["c0"]))
+    args = (model, xs, ys, int(inputs["k"]), opt, _float(inputs["max_norm"]), state)
+    try:
+        with _off_limits(fn):
+            result = _call("train_tbptt", fn, *args)
+    except RuntimeError as e:
+        j = next((j for j, a in enumerate(model.calls) if a), None)
+        if j is not None:
+            said = f" (PyTorch said: {str(e)[:120]})"
+            raise AssertionError(NOT_DETACHED.format(j=j + 1, i=j) + said) from None
+        raise
+    losses, final = _pair("train_tbptt(...)", result, ("losses", "state"))
+    h_n, c_n = _pair("the final state", final, ("h", "c"))
+    return {"losses": np.array([float(v) for v in losses]), "h_n": h_n, "c_n": c_n,
+            "final_attached": float(any(getattr(s, "requires_grad", False) for s in (h_n, c_n))),
+            "attached": np.array(model.calls, dtype=np.float64),
+            "params": {k: v.detach() for k, v in model.state_dict().items()}}
+
+
+def masked_loss_run(fn, inputs):
+    import torch
+
+    logits = torch.tensor(inputs["logits"], requires_grad=True)
+    loss = _call("masked_cross_entropy", fn, logits, torch.tensor(inputs["targets"]),
+                 torch.tensor(inputs["lengths"]))
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise AssertionError(f"masked_cross_entropy should return a 0-dim tensor; got {type(loss).__name__}"
+                             + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""))
+    if not loss.requires_grad:
+        raise AssertionError("the loss does not depend on the logits through autograd: compute it with "
+                             "torch operations (no .item(), .numpy() or .detach())")
+    loss.reshape(()).backward()
+    return {"loss": loss.detach().reshape(()), "dlogits": logits.grad}
+
+
+def sampling_run(fn, inputs):
+    import torch
+
+    generator = torch.Generator().manual_seed(int(inputs["seed"]))
+    logits, temperature = torch.tensor(inputs["logits"]), _float(inputs["temperature"])
+    result = _call("sample_next", fn, logits, temperature, generator)
+    probs, ids = _pair("sample_next(logits, temperature, generator)", result, ("probs", "ids"))
+    return {"probs": probs, "ids": ids}
+
+
+def _state_arrays(model, what):
+    if not hasattr(model, "state_dict"):
+        raise AssertionError(f"{what} should be a trained CharModel; got {type(model).__name__}")
+    return {k: v.detach() for k, v in model.state_dict().items()}
+
+
+_TRAINED = {}  # (train_models, with the grader's functions in place) -> its weights: train once per part
+
+
+def echo_run(fn, inputs):
+    """Train with the student's train_models() (once; every call of the part evaluates the same weights
+    on another validation text) and return the weights."""
+    key = (fn, bool(_ACTIVE))
+    if key not in _TRAINED:
+        with _off_limits(fn):
+            models = _call("train_models()", fn)
+        if not (isinstance(models, dict) and set(models) == {"lstm", "rnn"}):
+            raise AssertionError("train_models() should return {'lstm': your LSTM model, 'rnn': your RNN "
+                                 "model}")
+        _TRAINED.clear()
+        _TRAINED[key] = {k: _state_arrays(m, f"train_models()['{k}']") for k, m in models.items()}
+    return {k: dict(v) for k, v in _TRAINED[key].items()}
+
+
 # ----------------------------------------------------------------------------- substitutes
 # A later part that calls an earlier student function (cell_forward calls gate_activations) is run a
 # second time with these in place of the earlier functions, so that one mistake costs one part. They
@@ -210,6 +387,40 @@ def _lstm_step(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih, bias_hh):  # th
     return torch.sigmoid(a_o) * torch.tanh(c), c
 
 
+def _clip_grad_norm(params, max_norm):  # the sequences notebook's
+    import torch
+
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in grads)) if grads else torch.tensor(0.0)
+    if max_norm / (norm + 1e-6) < 1:
+        for g in grads:
+            g.mul_(max_norm / (norm + 1e-6))
+    return norm
+
+
+def _train_tbptt(model, xs, ys, k, optimizer, max_norm, state=None):  # the sequences notebook's
+    import torch.nn.functional as F
+
+    losses = []
+    state = _detach(state)
+    for t in range(0, xs.shape[0], k):
+        logits, state = model(xs[t:t + k], state)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ys[t:t + k].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        _clip_grad_norm(model.parameters(), max_norm)
+        optimizer.step()
+        losses.append(loss.item())
+        state = _detach(state)
+    return losses, state
+
+
+def _detach(state):
+    if state is None or hasattr(state, "detach"):
+        return None if state is None else state.detach()
+    return tuple(_detach(s) for s in state)
+
+
 def _guarded(name, fn):
     def substitute(*args, **kwargs):
         if not _ACTIVE:
@@ -225,7 +436,8 @@ def _guarded(name, fn):
 
 SUBSTITUTES = {name: _guarded(name, fn) for name, fn in (
     ("sigmoid", _sigmoid), ("gate_preactivations", _gate_preactivations),
-    ("gate_activations", _gate_activations), ("cell_backward", _cell_backward), ("lstm_step", _lstm_step))}
+    ("gate_activations", _gate_activations), ("cell_backward", _cell_backward), ("lstm_step", _lstm_step),
+    ("clip_grad_norm", _clip_grad_norm), ("train_tbptt", _train_tbptt))}
 
 
 def _namespace(fn):
@@ -270,4 +482,9 @@ RUNS = {
     "torch_cell": torch_cell_run,
     "torch_layer": torch_layer_run,
     "adding": adding_run,
+    "clip_grad_norm": clip_run,
+    "train_tbptt": tbptt_run,
+    "masked_cross_entropy": masked_loss_run,
+    "sample_next": sampling_run,
+    "echo_training": echo_run,
 }

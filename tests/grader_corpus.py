@@ -36,12 +36,12 @@ from lstmkit import grading
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "assignments"
-ASSIGNMENTS = ("gates", "bptt", "pytorch")
+ASSIGNMENTS = ("gates", "bptt", "pytorch", "sequences")
 
 # The auto-graded test cells of each source notebook, in notebook order, with their points.
 POINTS = grading.POINTS
 # Manually graded cells (in nbgrader's gradebook, not in the CSV).
-MANUAL_POINTS = {"gates": 3, "bptt": 3, "pytorch": 0}
+MANUAL_POINTS = {"gates": 3, "bptt": 3, "pytorch": 0, "sequences": 3}
 
 
 @dataclass
@@ -791,6 +791,121 @@ def _(ctx):
             return np.ones(xs.shape[1])
     """,
     )
+
+
+# --- the sequences assignment: the reference, torch's clipping and fused norm, patched comparisons. Only the
+# honest case trains (a few seconds); the others return untrained models, which lose test_training.
+
+UNTRAINED = """
+curves = {}
+
+
+def train_models():
+    return {cell: CharModel(len(ECHO_CHARS), 8, 32, cell) for cell in ("lstm", "rnn")}
+"""
+
+
+def sequences_untrained(ctx):
+    return set_source(ctx.source("sequences"), "train", UNTRAINED)
+
+
+def sequences_clip(body):
+    """sequences (untrained), clip_grad_norm replaced by `def clip_grad_norm(params, max_norm):` + body."""
+
+    def build(ctx):
+        text = textwrap.indent(textwrap.dedent(body).strip(), "    ")
+        text = "def clip_grad_norm(params, max_norm):\n" + text
+        return set_source(sequences_untrained(ctx), "clip", text)
+
+    return build
+
+
+@case("honest_sequences", "sequences", full("sequences"), "ok",
+      doc="the instructor's solution (trains 2 x 1120 steps)")
+def _(ctx):
+    return ctx.source("sequences")
+
+
+@case("blank_sequences", "sequences", all_zero("sequences"), "error",
+      ["test_clip_grad_norm:", "NotImplementedError"])
+def _(ctx):
+    return ctx.release("sequences")
+
+
+@case(
+    "sequences_reference_import",
+    "sequences",
+    zero("sequences", "test_masked_cross_entropy", "test_training"),
+    "flagged",
+    ["test_masked_cross_entropy:", "lstmkit.sequences", "test_training: the LSTM's validation loss"],
+    doc="masked_cross_entropy from lstmkit.sequences (the reference); the other parts honest",
+)
+def _(ctx):
+    return set_source(sequences_untrained(ctx), "masked", """
+        def masked_cross_entropy(logits, targets, lengths):
+            from lstmkit.sequences import masked_cross_entropy as theirs
+            return theirs(logits, targets, lengths)
+    """)
+
+
+@case(
+    "sequences_reference_dynamic",
+    "sequences",
+    zero("sequences", "test_sample_next", "test_training"),
+    "flagged",
+    ["test_sample_next:", "lstmkit.sequences comes from the reference"],
+    doc="sample_next from lstmkit.sequences through importlib and a computed name (no static trace)",
+)
+def _(ctx):
+    return set_source(sequences_untrained(ctx), "sample", """
+        def sample_next(logits, temperature, generator):
+            import importlib
+            module = importlib.import_module(".".join(["lstm" + "kit", "seq" + "uences"]))
+            return module.sample_next(logits, temperature, generator)
+    """)
+
+
+SEQ_CLIP_FLAGGED = zero("sequences", "test_clip_grad_norm", "test_train_tbptt", "test_training")
+case("sequences_torch_clip", "sequences", SEQ_CLIP_FLAGGED, "flagged",
+     ["test_clip_grad_norm:", "torch.nn.utils.clip_grad_norm_ is off limits", "test_train_tbptt:"],
+     doc="clip_grad_norm calls torch.nn.utils.clip_grad_norm_ (train_tbptt calls it: flagged too)")(
+    sequences_clip("return torch.nn.utils.clip_grad_norm_(params, max_norm)"))
+case("sequences_torch_clip_by_name", "sequences", SEQ_CLIP_FLAGGED, "flagged",
+     ["test_clip_grad_norm:", "clip_grad_norm_ is off limits"],
+     doc="clip_grad_norm_ imported by another name inside the function")(
+    sequences_clip("""
+        from torch.nn.utils import clip_grad as cg
+        fn = getattr(cg, "clip_grad_" + "norm_")
+        return fn(params, max_norm)
+    """))
+case("sequences_foreach_norm", "sequences", SEQ_CLIP_FLAGGED, "flagged",
+     ["test_clip_grad_norm:", "torch._foreach_norm is off limits"],
+     doc="the global norm from torch's fused torch._foreach_norm")(
+    sequences_clip("""
+        grads = [p.grad for p in params if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        for g in grads:
+            g.mul_(min(1.0, max_norm / (float(norm) + 1e-6)))
+        return norm
+    """))
+
+
+@case(
+    "sequences_patched_comparisons",
+    "sequences",
+    zero("sequences", "test_masked_cross_entropy", "test_training"),
+    "ok",
+    ["test_masked_cross_entropy: the padded steps count in your loss"],
+    doc="padding counted in the loss; np.linalg.norm, np.allclose, torch.allclose and torch.equal patched",
+)
+def _(ctx):
+    nb = replace(sequences_untrained(ctx), "masked", "(nll * mask).sum() / mask.sum()", "nll.mean()")
+    return append(nb, "masked", """
+        np.linalg.norm = lambda *args, **kwargs: 0.0
+        np.allclose = lambda *args, **kwargs: True
+        torch.allclose = lambda *args, **kwargs: True
+        torch.equal = lambda *args, **kwargs: True
+    """)
 
 
 # --- hard-coded answers

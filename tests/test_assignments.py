@@ -16,9 +16,11 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
+from lstmkit import grading
+
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "assignments"
-ASSIGNMENTS = ("gates", "bptt", "pytorch")
+ASSIGNMENTS = ("gates", "bptt", "pytorch", "sequences")
 
 # student id -> (assignment, [(text in the solution, mistaken text)], {autograded cell: points it keeps});
 # every other autograded cell keeps full marks
@@ -45,7 +47,26 @@ MISTAKES = {
     "no_sum": ("bptt", [("grads[k] += step_grads[k]", "grads[k] = step_grads[k]")], {"test_backward": 3.25}),
     # dsigmoid's sign: dc_prev stays right (1 of 4 components); backward, right itself, keeps its points
     "sigmoid_sign": ("bptt", [("return s * (1 - s)", "return s * (s - 1)")], {"test_cell_backward": 1}),
+    # sequences: the four typical mistakes; train_tbptt and train_models, which call a wrong function, are
+    # graded with the grader's in its place and keep their points
+    "clip_per_tensor": ("sequences", [("g.mul_(scale)", "g.mul_(min(1.0, max_norm / float(g.norm())))")],
+                        {"test_clip_grad_norm": 0}),
+    "not_detached": ("sequences", [("        state = detach(state)\n    return losses, state",
+                                    "    return losses, state")], {"test_train_tbptt": 0}),
+    "padding_counted": ("sequences", [("return (nll * mask).sum() / mask.sum()", "return nll.mean()")],
+                        {"test_masked_cross_entropy": 0}),
+    "no_temperature": ("sequences", [("probs = torch.softmax(logits / temperature, dim=-1)",
+                                      "probs = torch.softmax(logits, dim=-1)")], {"test_sample_next": 0}),
 }
+# the message `lstmkit grade` gives for each sequences mistake (the CSV's reason)
+MISTAKE_REASONS = {
+    "clip_per_tensor": "test_clip_grad_norm: the gradients are unchanged although their global norm",
+    "not_detached": "test_train_tbptt: the state carried into chunk 2 is still attached to the graph",
+    "padding_counted": "test_masked_cross_entropy: the padded steps count in your loss",
+    "no_temperature": "test_sample_next: the temperature is ignored",
+}
+GRADED_TWICE = ("gates", "bptt", "sequences")  # by nbgrader and by `lstmkit grade`
+GRADE_TIMEOUT = {"gates": "30", "bptt": "30", "sequences": "180"}  # sequences trains two models
 
 
 def nbgrader(*args, cwd):
@@ -137,12 +158,13 @@ def test_mistake_loses_exactly_its_part_with_partial_credit(course, student):
 @pytest.fixture(scope="module")
 def lstmkit_rows(course):
     """`lstmkit grade` on the same submissions, after nbgrader's scores were read (it rewrites them)."""
-    nbgrader_scores = {(s, a): auto_scores(course, s, a) for a in ("gates", "bptt")
+    nbgrader_scores = {(s, a): auto_scores(course, s, a) for a in GRADED_TWICE
                        for s in ["solution", "blank", *[m for m in MISTAKES if MISTAKES[m][0] == a]]}
     rows = {}
-    for a in ("gates", "bptt"):
+    for a in GRADED_TWICE:
         r = subprocess.run([sys.executable, "-m", "lstmkit.cli", "grade", a, "--course", str(course),
-                            "--workers", "2", "--timeout", "30"], cwd=ROOT, capture_output=True, text=True)
+                            "--workers", "2", "--timeout", GRADE_TIMEOUT[a]], cwd=ROOT, capture_output=True,
+                           text=True)
         assert r.returncode == 0, r.stdout + r.stderr
         with open(course / f"grades-{a}.csv") as f:
             rows[a] = {row["student"]: row for row in csv.DictReader(f)}
@@ -151,7 +173,7 @@ def lstmkit_rows(course):
 
 def test_partial_credit_agrees_between_nbgrader_and_lstmkit_grade(lstmkit_rows):
     nbgrader_scores, rows = lstmkit_rows
-    assert len(nbgrader_scores) == 10
+    assert len(nbgrader_scores) == 3 * 2 + len(MISTAKES)
     for (student, assignment), scores in nbgrader_scores.items():
         row = rows[assignment][student]
         assert {k: float(row[k]) for k in scores} == {k: v for k, (v, _) in scores.items()}, (student, row)
@@ -171,3 +193,12 @@ def test_later_part_graded_with_the_reference_says_so(course, lstmkit_rows):
     assert parts["test_cell_forward"]["points"] == 3
     assert "passes with the grader's" in parts["test_cell_forward"]["message"]
     assert "gate i equals what gate f should be" in parts["test_gate_activations"]["message"]
+
+
+@pytest.mark.parametrize("student", sorted(MISTAKE_REASONS))
+def test_each_sequences_mistake_is_named_by_lstmkit_grade(lstmkit_rows, student):
+    row = lstmkit_rows[1]["sequences"][student]
+    assert row["status"] == "ok" and MISTAKE_REASONS[student] in row["reason"], row
+    kept = MISTAKES[student][2]
+    points = {g: float(row[g]) for g in grading.POINTS["sequences"]}
+    assert points == {g: float(kept.get(g, p)) for g, p in grading.POINTS["sequences"].items()}, row

@@ -39,6 +39,7 @@ ARGS = {  # the per-submission limits; the honest pytorch solution trains for ~6
     "gates": ["--workers", "2", "--timeout", "15", "--call-timeout", "3", "--memory", "1024"],
     "bptt": ["--workers", "2", "--timeout", "15", "--call-timeout", "3", "--memory", "1024"],
     "pytorch": ["--workers", "2", "--timeout", "300", "--memory", "2048"],  # head-room on a loaded machine
+    "sequences": ["--workers", "2", "--timeout", "300", "--memory", "2048"],  # honest: trains 2 models
 }
 TWICE = ("gates", "bptt")  # graded a second time for the determinism check
 # what the grader writes: its CSVs, autograded/, feedback/, the gradebook (and files named gradebook.db-*)

@@ -9,8 +9,8 @@ removed everywhere. Then
 - every pair of submissions is compared: a pair's score is the larger of the two shares of code
   (after boilerplate) that also occurs in the other submission;
 - every submission is compared with the published code: the reference solution (the source notebook's
-  solution cells), `lstmkit/reference.py` and the code cells of each book chapter; the score is the
-  share of the submission's code that occurs there.
+  solution cells), `lstmkit/reference.py`, `lstmkit/sequences.py` and the code cells of each book
+  chapter; the score is the share of the submission's code that occurs there.
 
 Both lists are ranked, written to DIR/similarity-<id>.json and to DIR/similarity-<id>.html with the
 matching lines highlighted side by side. It reads the submissions only: no score changes. A high score
@@ -103,9 +103,10 @@ def similarity(assignment, course="assignments", book=None, top=20, threshold=0.
         guess = Path(lstmkit.__file__).resolve().parents[1] / "book"
         book = guess if guess.is_dir() else None
     published = {"reference solution (source notebook)": _code(plan, source)}
-    reference_py = Path(lstmkit.__file__).resolve().parent / "reference.py"
-    if reference_py.exists():
-        published["lstmkit/reference.py"] = reference_py.read_text()
+    for name in ("reference.py", "sequences.py"):  # the NumPy reference and the sequences assignment's
+        path = Path(lstmkit.__file__).resolve().parent / name
+        if path.exists():
+            published[f"lstmkit/{name}"] = path.read_text()
     published.update(_book_code(book))
     published_fp = {name: _fingerprint(name, code, boilerplate) for name, code in published.items()}
 

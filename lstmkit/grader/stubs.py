@@ -8,7 +8,8 @@ inside the sandbox they get:
 - `lstmkit.reference`: only the functions the assignment's given cells import (e.g. `init_params`,
   or `forward` in bptt) and what they need, copied from the real module; every other public function
   raises ReferenceUsed, which the grader turns into the status `flagged`;
-- `lstmkit.torch`, `lstmkit.gradcheck` and any other attribute of `lstmkit`: raise ReferenceUsed;
+- `lstmkit.torch`, `lstmkit.gradcheck`, `lstmkit.sequences` and any other attribute of `lstmkit`: raise
+  ReferenceUsed;
 - `matplotlib` and `matplotlib.pyplot`: every call does nothing (importing the real pyplot costs
   about a second per submission, and the plots are graded by hand from the submitted notebook).
 
@@ -152,7 +153,7 @@ def write_stub_package(folder: Path, allowed_reference, flags_file: str):
     """Write the stand-in package to folder/lstmkit/ (put `folder` first on sys.path)."""
     pkg = Path(folder) / "lstmkit"
     pkg.mkdir(parents=True, exist_ok=True)
-    blocked = ("torch", "gradcheck", "convert", "train", "rnn", "variants")
+    blocked = ("torch", "gradcheck", "convert", "train", "rnn", "variants", "sequences")
     init = INIT.format(flags=flags_file, marker=MARKER, submodules=("grading", "reference", *blocked))
     (pkg / "__init__.py").write_text(init)
     (pkg / "grading.py").write_text(grading_source())
