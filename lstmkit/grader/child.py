@@ -279,12 +279,13 @@ class time_limit:
         self.signal, self.seconds = signal, seconds
 
     def __enter__(self):
-        if hasattr(self.signal, "setitimer"):
+        self.on = bool(self.seconds) and hasattr(self.signal, "setitimer")  # None: no limit (training)
+        if self.on:
             self.previous = self.signal.signal(self.signal.SIGPROF, _alarm)
             self.signal.setitimer(self.signal.ITIMER_PROF, self.seconds, 0.5)
 
     def __exit__(self, *exc):
-        if hasattr(self.signal, "setitimer"):
+        if self.on:
             self.signal.setitimer(self.signal.ITIMER_PROF, 0)
             self.signal.signal(self.signal.SIGPROF, self.previous)
 
@@ -324,7 +325,7 @@ def one_call(call, out_id, namespace, workdir, flags_file, job, uses=()):
             raise NameError(f"name '{call['fn']}' is not defined")
         with np.load(os.path.join(workdir, "in", f"{call['id']}.npz"), allow_pickle=False) as npz:
             inputs = unflatten(npz)
-        with time_limit(job["limits"]["call"]):
+        with time_limit(call.get("limit")):
             if uses:
                 with substituted(fn, uses):
                     outputs = runs[call["check"]](fn, inputs)

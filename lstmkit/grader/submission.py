@@ -257,7 +257,8 @@ def _prepare(work, job, cells, pending=None):
             call = {"id": call_id, "check": c.check, "fn": c.fn, "hidden": c.hidden, "seed": c.seed}
             calls.append((call, test, inputs))
             job_calls.append({"id": call_id, "part": test.grade_id, "check": c.check, "fn": c.fn,
-                              "after": test.after, "uses": list(check.uses)})
+                              "after": test.after, "uses": list(check.uses),
+                              "limit": job["limits"].call_seconds if check.call_limit else None})
     spec = {"cells": cells, "calls": job_calls, "hide": _hidden_paths(job["course"]),
             "isolate": job["isolate"], "limits": job["limits"].child_view(),
             "guard_torch": not plan.uses_torch}
