@@ -21,12 +21,13 @@ writes the outputs as `<id>.npz` plus a small `<id>.json` (status and message), 
 a time; for a check whose function calls earlier student functions (`uses`) it calls it a second time
 with the grader's versions of those in place (`<id>~sub`). So a later cell that fails or never ends
 costs only the parts after it; `cells.json` says which cell was running. Cells after the last test
-cell are not run. Each call has its own limit of CPU time (job["limits"]["call"], a profiling timer
-that interrupts it): a call that does not finish is answered `timeout` and the child goes on, without
-calling the student's version for that part again; when it was stuck in an earlier function (`uses`),
-later parts that call that function run only with the grader's version (`~sub`). So a student function
-that never returns costs its own part once. The trusted process
-compares the outputs with the reference itself; nothing written here is trusted beyond its numbers.
+cell are not run. Each call has its own limit of CPU time (call["limit"], from Limits.call; none for
+a check that trains models, Check.call_limit = False; a profiling timer that interrupts it): a call
+that does not finish is answered `timeout` and the child goes on, without calling the student's
+version for that part again; when it was stuck in an earlier function (`uses`), later parts that call
+that function run only with the grader's version (`~sub`). So a student function that never returns
+costs its own part once. The trusted process compares the outputs with the reference itself; nothing
+written here is trusted beyond its numbers.
 """
 
 import ctypes

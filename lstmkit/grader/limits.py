@@ -19,7 +19,8 @@ class Limits:
       tenth of wall, at least 5 s, at most wall): a call that takes longer ends with `timeout` for its
       own part only, and the child goes on with the other parts (a later part that calls the function
       that never returned is run with the grader's version in its place); CPU time, so that a loaded
-      machine does not make a call time out (a call that sleeps is ended by the wall limit);
+      machine does not make a call time out (a call that sleeps is ended by the wall limit); a check
+      whose call trains models (grading.Check.call_limit = False) has no per-call limit;
     - cpu: seconds of CPU time per process (RLIMIT_CPU; default: wall, whole seconds, at least 1);
     - memory_mb: address space per process (RLIMIT_AS);
     - headroom_mb: how much more all processes together may use (memory cgroup), so that one process
