@@ -55,3 +55,19 @@ def test_bwrap_mounts_hide_then_bind_python_back(tmp_path):
     assert ("--size", str(2**20)) == pairs[pairs.index(("--tmpfs", "/tmp")) - 1]
     assert ("--tmpfs", str(checkout)) not in pairs  # under /tmp (pytest's tmp_path): hidden with it
     assert ("--tmpfs", str(venv / "lstmkit")) in pairs and args[-2:] == ["--chdir", "/tmp/work"]
+
+
+def test_each_call_gets_the_per_call_limit_except_the_training_check(tmp_path):
+    """The child's job: every call carries Limits.call, except those of a check that trains models
+    (Check.call_limit = False), which only the submission's own limits end."""
+    import json
+    from pathlib import Path
+
+    from lstmkit.grader.submission import _prepare
+
+    text = (Path(__file__).resolve().parents[1] / "assignments/source/sequences/sequences.ipynb").read_text()
+    plan = plan_from_notebook(text, "sequences", "sequences")
+    _prepare(tmp_path, make_job(plan, "s", text, limits=Limits(wall=200), visible_only=True), [])
+    limits = {(c["part"], c["limit"]) for c in json.loads((tmp_path / "job.json").read_text())["calls"]}
+    assert limits == {("test_clip_grad_norm", 20), ("test_train_tbptt", 20),
+                      ("test_masked_cross_entropy", 20), ("test_sample_next", 20), ("test_training", None)}
