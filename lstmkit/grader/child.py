@@ -310,6 +310,24 @@ def running_cell(tb):
     return cell
 
 
+class kept_random_state:
+    """Restore the random generators (Python's, NumPy's global one, torch's CPU one) after a call: the
+    checks' calls must not change what the student's later cells draw (a model's initial weights after
+    torch.manual_seed), or a part's score would depend on the hidden seeds' sizes."""
+
+    def __enter__(self):
+        self.saved = []
+        for name, get, put in (("random", "getstate", "setstate"), ("numpy.random", "get_state", "set_state"),
+                               ("torch.random", "get_rng_state", "set_rng_state")):
+            module = sys.modules.get(name)
+            if module is not None:
+                self.saved.append((getattr(module, put), getattr(module, get)()))
+
+    def __exit__(self, *exc):
+        for put, state in self.saved:
+            put(state)
+
+
 def one_call(call, out_id, namespace, workdir, flags_file, job, uses=()):
     """Call the student's function on the call's inputs (with the grader's `uses` in place) and write
     `out/<out_id>.npz` and `.json`. Returns the status and, for a timeout, the cell it was stuck in."""
@@ -326,7 +344,7 @@ def one_call(call, out_id, namespace, workdir, flags_file, job, uses=()):
             raise NameError(f"name '{call['fn']}' is not defined")
         with np.load(os.path.join(workdir, "in", f"{call['id']}.npz"), allow_pickle=False) as npz:
             inputs = unflatten(npz)
-        with time_limit(call.get("limit")):
+        with kept_random_state(), time_limit(call.get("limit")):
             if uses:
                 with substituted(fn, uses):
                     outputs = runs[call["check"]](fn, inputs)
