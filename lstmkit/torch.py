@@ -17,8 +17,8 @@ loads both ways and a model can swap one class for the other. Two implementation
   USE_CPU_KERNEL = False or LSTMKIT_CPU_KERNEL=0 keeps the torch ops, and cpu_kernel_status()
   says which runs.
   The ops have fake implementations and vmap rules, so torch.compile (one graph, no break in the
-  layer), torch.export and torch.func (grad, vmap, jacrev, and jvp / jacfwd through a forward-mode
-  rule) work; torch.autograd.forward_ad's dual tensors outside torch.func do not. When the backward
+  layer), torch.export, torch.jit.trace and torch.func (grad, vmap, jacrev, and jvp / jacfwd through
+  a forward-mode rule, which also serves torch.autograd.forward_ad's dual tensors) work. When the backward
   is itself differentiated (create_graph=True) it runs as differentiable torch ops instead
   (_differentiable_backward): second derivatives are nn.LSTM's.
 - impl="loop": a readable cell loop whose gradient autograd derives. For teaching and checking.
@@ -43,6 +43,7 @@ import weakref
 from typing import NamedTuple
 
 import torch
+import torch.autograd.forward_ad as _fwad
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
@@ -80,10 +81,20 @@ class Grads(NamedTuple):
 
 
 def _g_doubled(w, H, sign=1):
-    """sign * w with the g rows (gate order i, f, g, o) doubled, so that sigmoid(a) gives sigmoid(2 a_g)."""
-    out = (w * sign).contiguous()
-    out[2 * H:3 * H] *= 2
-    return out
+    """sign * w with the g rows (gate order i, f, g, o) doubled, so that sigmoid(a) gives sigmoid(2 a_g).
+    One product with a cached column of factors (one op instead of three: at the small benchmark
+    size each op's dispatch costs as much as its arithmetic)."""
+    key = (w.dim(), w.shape[0], sign, w.dtype, w.device)
+    scale = _G_SCALES.get(key)
+    if scale is None:
+        with torch.inference_mode(False):     # an ordinary tensor, usable in any later mode
+            scale = torch.full((4 * H,) + (1,) * (w.dim() - 1), float(sign), dtype=w.dtype, device=w.device)
+            scale[2 * H:3 * H] *= 2
+        _G_SCALES[key] = scale
+    return torch.mul(w, scale).contiguous()
+
+
+_G_SCALES = {}    # (dim, 4H, sign, dtype, device) -> the factors of _g_doubled
 
 
 def _fused_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, keep):
@@ -258,11 +269,11 @@ def _kernel_loaded():
 def _use_kernel(x, w_hh, w_hr, mask):
     """Whether the fused path runs its step loops in the compiled CPU kernel (lstmkit/_cpu_kernel.py).
     Not for empty input: the BLAS that torch links rejects zero sizes (and says so on stderr)."""
-    T, B = x.shape[:2]
-    return (USE_CPU_KERNEL and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and w_hr is None and mask is None and T > 0 and B > 0 and w_hh.shape[1] > 0
-            and (T + 1) * B < 2**31
-            and _kernel_loaded())
+    if not (USE_CPU_KERNEL and w_hr is None and mask is None and x.is_cpu
+            and x.dtype in (torch.float32, torch.float64)):
+        return False
+    T, B, _ = x.shape
+    return T > 0 and B > 0 and w_hh.shape[1] > 0 and (T + 1) * B < 2**31 and _kernel_loaded()
 
 
 def _kernel_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep):
@@ -412,47 +423,53 @@ def _(x, w_ih, w_hh, w_hr, acts, hn, c2, s_c, rn, mask, dy, dh_T, dc_T, need, ke
 
 def _plain_eager(*args):
     """True in plain eager mode: no torch.compile / export / jit.trace tracing, no torch.func transform, no
-    dispatch or function mode, only plain tensors. Then the ops' Python implementations are called
-    directly: the same computation without the dispatcher's cost (about 50 us per op call, measured
-    on the small benchmark layer)."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+    forward-mode AD level, no dispatch or function mode, only plain tensors. Then the ops' Python
+    implementations are called directly: the same computation without the dispatcher's cost (about
+    50 us per op call, measured on the small benchmark layer). The global checks come first (torch.compile
+    must see is_compiling() first); this runs on every layer call, so it is a plain loop."""
+    if (torch.compiler.is_compiling() or _is_tracing() or _peek_interpreter() is not None or _dispatch_modes()
+            or _function_modes() or _fwad._current_level >= 0):
         return False
-    if torch._C._functorch.peek_interpreter_stack() is not None:
-        return False
-    if torch._C._len_torch_dispatch_stack() or torch._C._is_torch_function_mode_enabled():
-        return False
-    return all(type(a) in _PLAIN and not _wrapped(a) for a in args if isinstance(a, Tensor))
+    for a in args:
+        cls = a.__class__
+        if a is None or cls is bool or cls is nn.Parameter:      # (a wrapper is never a Parameter)
+            continue
+        if cls is not Tensor or _is_wrapped(a) or _is_legacy_batched(a):
+            return False
+    return True
 
 
-def _wrapped(t):
-    """Whether t is a torch.func or legacy-vmap wrapper (e.g. the batched gradients of
-    torch.autograd.functional.jacobian(vectorize=True)), which only the ops handle."""
-    f = torch._C._functorch
-    return f.is_functorch_wrapped_tensor(t) or f.is_legacy_batchedtensor(t)
-
-
-_PLAIN = (Tensor, nn.Parameter)
+# _plain_eager's checks, looked up once. The tensor checks find torch.func or legacy-vmap wrappers
+# outside an active transform (e.g. the batched gradients of
+# torch.autograd.functional.jacobian(vectorize=True)), which only the ops handle.
+_is_tracing = torch._C._is_tracing
+_peek_interpreter = torch._C._functorch.peek_interpreter_stack
+_dispatch_modes = torch._C._len_torch_dispatch_stack
+_function_modes = torch._C._is_torch_function_mode_enabled
+_is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+_is_legacy_batched = torch._C._functorch.is_legacy_batchedtensor
 
 
 def _call(op, impl, *args):
     return impl(*args) if _plain_eager(*args) else op(*args)
 
 
-def _save(ctx, inputs, saved):
+def _save(ctx, inputs, saved, plain=False):
+    """plain: saved in plain eager mode (_LayerTrainEager), so the buffers are plain tensors."""
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, kernel = inputs
-    ctx.kernel, ctx.has_bias = kernel, b_ih is not None
+    ctx.kernel, ctx.has_bias, ctx.plain = kernel, b_ih is not None, plain
     ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, *saved)
 
 
 def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(*output[3:])
     _save(ctx, inputs, output[3:])
-    if torch._C._functorch.peek_interpreter_stack() is not None and not torch.compiler.is_compiling():
+    if (_peek_interpreter() is not None or _fwad._current_level >= 0) and not torch.compiler.is_compiling():
         ctx.save_for_forward(*inputs[:9])      # for _LayerTrainJvp
 
 
 def _layer_jvp(ctx, *tangents):
-    """Forward mode (torch.func.jvp, jacfwd): the tangents of y, h_T and c_T, propagated through a
+    """Forward mode (torch.func.jvp, jacfwd, forward_ad): the tangents of y, h_T and c_T, propagated through a
     plain forward loop (the product rule on each step's equations; None tangents count as zero):
         da = dx W_ih^T + x dW_ih^T + db_ih + db_hh + dh W_hh^T + h dW_hh^T
         di = i (1-i) da_i,  df, do likewise;  dg = (1-g^2) da_g
@@ -510,7 +527,7 @@ def _train_backward(ctx, dy, dh_T, dc_T, *_):
     if torch.is_grad_enabled():
         # create_graph=True: a backward that autograd can differentiate again (second derivatives).
         g = _differentiable_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, dy, dh_T, dc_T, need)
-    elif _plain_eager(x, *saved, dy, dh_T, dc_T):
+    elif _plain_eager(dy, dh_T, dc_T) if ctx.plain else _plain_eager(x, *saved, dy, dh_T, dc_T):
         g = _backward(x, w_ih, w_hh, w_hr, *saved, mask, dy, dh_T, dc_T, need, ctx.kernel)
     else:
         g = _layer_backward(x, w_ih, w_hh, w_hr, *saved, mask, dy, dh_T, dc_T, list(need), ctx.kernel)
@@ -608,8 +625,9 @@ class _LayerTrain(torch.autograd.Function):
 
 
 class _LayerTrainJvp(_LayerTrain):
-    """_LayerTrain with a forward-mode rule, used under torch.func.jvp / jacfwd only: torch.compile
-    does not trace autograd.Functions that define jvp."""
+    """_LayerTrain with a forward-mode rule, used only in forward mode (torch.func.jvp / jacfwd, or a
+    torch.autograd.forward_ad dual level): torch.compile does not trace autograd.Functions that
+    define jvp."""
 
     jvp = staticmethod(_layer_jvp)
 
@@ -629,7 +647,7 @@ class _LayerTrainEager(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, kernel):
         out = _layer_train_impl(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, kernel)
-        _save(ctx, (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, kernel), out[3:])
+        _save(ctx, (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, kernel), out[3:], plain=True)
         return out[:3]
 
     backward = staticmethod(_train_backward)
@@ -676,12 +694,28 @@ class LSTMFunction:
 
     @staticmethod
     def apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask):
-        args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask, _use_kernel(x, w_hh, w_hr, mask))
-        if _plain_eager(*args):
-            return _LayerTrainEager.apply(*args)
-        if not torch.compiler.is_compiling() and _in_jvp():
-            return _LayerTrainJvp.apply(*args)[:3]
-        return _LayerTrain.apply(*args)[:3]
+        return _run_layer(True, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask)
+
+
+def _run_layer(train, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask):
+    """y, h_T, c_T through the custom ops, or in plain eager mode their Python implementations.
+    train: keep the buffers for a backward (lstmkit::layer_train) or not (lstmkit::layer_infer)."""
+    args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask)
+    if _plain_eager(*args):
+        if train:
+            return _LayerTrainEager.apply(*args, _use_kernel(x, w_hh, w_hr, mask))
+        return _layer_infer_impl(*args)
+    compiling = torch.compiler.is_compiling()
+    if not compiling and _is_tracing():
+        # torch.jit.trace: one graph with or without grad mode, because trace's check re-traces
+        # under no_grad. The op's registered autograd formula makes the traced graph differentiable.
+        return _layer_train(*args, _use_kernel(x, w_hh, w_hr, mask))[:3]
+    if not compiling and (_fwad._current_level >= 0 or _in_jvp()):
+        # forward mode: torch.autograd.forward_ad's dual tensors, or torch.func.jvp / jacfwd
+        return _LayerTrainJvp.apply(*args, _use_kernel(x, w_hh, w_hr, mask))[:3]
+    if train or _peek_interpreter() is not None:       # torch.func transforms need the Function
+        return _LayerTrain.apply(*args, _use_kernel(x, w_hh, w_hr, mask))[:3]
+    return _layer_infer(*args)
 
 
 # ----------------------------------------------------------------------------- the readable loop
@@ -715,11 +749,12 @@ def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, mask=None
     nothing requires grad) the same forward loop without keeping anything for a backward.
     """
     if impl == "fused":
-        args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask)
-        if (torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
-                or torch._C._functorch.peek_interpreter_stack() is not None):   # torch.func: jvp needs it
-            return LSTMFunction.apply(*args)
-        return _call(_layer_infer, _layer_infer_impl, *args)   # inference: nothing kept for a backward
+        train = torch.is_grad_enabled() and (
+            x.requires_grad or h0.requires_grad or c0.requires_grad or w_ih.requires_grad
+            or w_hh.requires_grad or (b_ih is not None and b_ih.requires_grad)
+            or (b_hh is not None and b_hh.requires_grad)
+            or (w_hr is not None and w_hr.requires_grad))
+        return _run_layer(train, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask)
     return _loop_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, mask)
 
 
@@ -812,7 +847,19 @@ class LSTM(nn.Module):
     # _flat_weights bookkeeping, as nn.RNNBase does it
     _init_flat_weights = nn.RNNBase._init_flat_weights
     _weights_have_changed = nn.RNNBase._weights_have_changed
-    _update_flat_weights = nn.RNNBase._update_flat_weights
+
+    def _update_flat_weights(self):
+        """nn.RNNBase._update_flat_weights (re-read _flat_weights when a weight was replaced, e.g. by
+        functional_call or a parametrization), with the registered parameters read from
+        _parameters directly: getattr through Module.__getattr__ cost ~10 us per forward."""
+        params = self._parameters
+        for ref, name in zip(self._flat_weight_refs, self._flat_weights_names, strict=True):
+            w = params.get(name)
+            if w is None:                       # not a registered parameter (parametrized, weight norm)
+                w = getattr(self, name, None)
+            if w is not None and ref is not None and ref() is not w:
+                self._init_flat_weights()
+                return
     __getstate__ = nn.RNNBase.__getstate__
 
     def __setattr__(self, attr, value):
@@ -851,11 +898,16 @@ class LSTM(nn.Module):
 
     def _params(self, k):
         """(w_ih, w_hh, b_ih, b_hh, w_hr) of layer-and-direction k, from _flat_weights."""
-        names = self._all_weights[k]
-        w = dict(zip(names, self._flat_weights[sum(map(len, self._all_weights[:k])):][:len(names)],
-                     strict=True))
-        sfx = names[0][len("weight_ih"):]
-        return tuple(w.get(n + sfx) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"))
+        slots = self.__dict__.get("_param_slots")
+        if slots is None:          # where each of the five sits in _flat_weights (None: absent), once
+            slots = []
+            for names in self._all_weights:
+                sfx = names[0][len("weight_ih"):]
+                slots.append(tuple(self._flat_weights_names.index(n + sfx) if n + sfx in names else None
+                                   for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")))
+            self.__dict__["_param_slots"] = slots
+        w = self._flat_weights
+        return tuple(None if i is None else w[i] for i in slots[k])
 
     def _check_input(self, x, dtype_error):
         """nn.RNNBase.check_input: dtype (ValueError, as nn.LSTM; RuntimeError for packed input), then

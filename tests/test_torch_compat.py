@@ -488,6 +488,37 @@ def test_forward_mode_jvp_and_jacfwd(backend):
     torch.testing.assert_close(jacfwd(layer)(xs), jacrev(layer)(xs), rtol=0, atol=1e-12)
 
 
+
+@pytest.mark.parametrize("grad_mode", [True, False])
+def test_forward_ad_dual_tensors_equal_torch(backend, grad_mode):
+    """torch.autograd.forward_ad outside torch.func (make_dual / unpack_dual in a dual_level): the
+    tangents of the output and final states, w.r.t. the input, the initial state and the weights at
+    once, equal nn.LSTM's (float64, 1e-10); with and without grad mode, batched and unbatched, and
+    for LSTMCell."""
+    fwAD = torch.autograd.forward_ad
+    torch.manual_seed(0)
+    ref = nn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2).double()
+    cell_ref = nn.LSTMCell(3, 4).double()
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    hx = (torch.randn(4, 2, 2, dtype=torch.float64), torch.randn(4, 2, 4, dtype=torch.float64))
+    cases = [(ref, (x, hx)), (ref, (x[:, 0], (hx[0][:, 0], hx[1][:, 0]))),
+             (cell_ref, (x[0], (torch.randn(2, 4, dtype=torch.float64),) * 2))]
+    for mod_ref, inputs in cases:
+        mod = twin(mod_ref)
+        params = {n: p.detach() for n, p in mod_ref.named_parameters()}
+        tangents = torch.utils._pytree.tree_map(torch.randn_like, (inputs, params))
+        results = []
+        for m in (mod_ref, mod):
+            with fwAD.dual_level(), torch.set_grad_enabled(grad_mode):
+                dual_inputs, dual_params = torch.utils._pytree.tree_map(fwAD.make_dual, (inputs, params),
+                                                                        tangents)
+                outs = leaves(functional_call(m, dual_params, dual_inputs))
+                results.append([fwAD.unpack_dual(o) for o in outs])
+        for want, got in zip(*results, strict=True):
+            assert got.tangent is not None
+            torch.testing.assert_close(got.primal, want.primal, rtol=0, atol=1e-10)
+            torch.testing.assert_close(got.tangent, want.tangent, rtol=0, atol=1e-10)
+
 def test_function_gradgradcheck():
     """The layer's own second derivatives (plain; masked and projected) pass gradgradcheck."""
     g = torch.Generator().manual_seed(0)
@@ -577,6 +608,28 @@ def test_export_matches_torch(backend):
     assert "torch.ops.lstmkit.layer_infer" in exported_infer.graph_module.code
     torch.testing.assert_close(exported_infer.module()(x), ref(x), rtol=0, atol=1e-10)
 
+
+
+def test_jit_trace_passes_its_check_and_matches_torch(backend):
+    """torch.jit.trace with its default check (it re-traces under no_grad and compares the graphs and
+    outputs): the trace has one lstmkit::layer_train per layer either way, and the traced model gives
+    nn.LSTM's outputs and gradients on a new input, its outputs under no_grad and after
+    torch.jit.save / load; a traced LSTMCell gives nn.LSTMCell's outputs."""
+    ref, ours = model_pair()
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    traced = torch.jit.trace(ours, x)            # check_trace=True: raises if the check fails
+    assert str(traced.inlined_graph).count("lstmkit::layer_train") == 2
+    x_new = torch.randn(2, 5, 3, dtype=torch.float64)
+    check_outputs_and_grads(ref, traced, lambda m, x: m(x), x_new, rtol=0, atol=1e-10)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x_new), ref(x_new), rtol=0, atol=1e-10)
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf)
+    buf.seek(0)
+    torch.testing.assert_close(torch.jit.load(buf)(x_new), ref(x_new), rtol=0, atol=1e-10)
+    cell_ref = nn.LSTMCell(3, 4).double()
+    cell = torch.jit.trace(twin(cell_ref), x[0])
+    torch.testing.assert_close(cell(x_new[0]), cell_ref(x_new[0]), rtol=0, atol=1e-10)
 
 def test_custom_ops_pass_opcheck(backend):
     """torch.library.opcheck: schemas, fake implementations, autograd registration and the vmap rule
