@@ -18,6 +18,9 @@ def _parser():
     g.add_argument("--workers", type=int, default=None, help="local processes (default: number of cores)")
     g.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://10.0.0.1:8786")
     g.add_argument("--timeout", type=float, default=60, help="wall seconds per submission (default 60)")
+    g.add_argument("--call-timeout", type=float, default=None, metavar="SECONDS",
+                   help="CPU seconds for one call of a student's function (default: a tenth of --timeout, "
+                        "at least 5); a call that takes longer costs only its own part")
     g.add_argument("--memory", type=int, default=2048,
                    help="MB of address space per process (2048); all processes together: 256 MB more")
     f = sub.add_parser("feedback", help="each student's feedback from the gradebook (after hand grading)")
@@ -58,9 +61,9 @@ def main(argv=None):
         if args.command == "grade":
             if args.workers is not None and args.workers < 1:
                 raise GraderError("--workers must be at least 1")
-            if args.timeout <= 0 or args.memory <= 0:
-                raise GraderError("--timeout and --memory must be positive")
-            limits = Limits(wall=args.timeout, memory_mb=args.memory)
+            if args.timeout <= 0 or args.memory <= 0 or (args.call_timeout or 1) <= 0:
+                raise GraderError("--timeout, --call-timeout and --memory must be positive")
+            limits = Limits(wall=args.timeout, call=args.call_timeout, memory_mb=args.memory)
             rows = grade(args.assignment, course=args.course, students=args.student, workers=args.workers,
                          scheduler=args.scheduler, limits=limits)
             print(f"wrote {args.course}/grades-{args.assignment}.csv ({len(rows)} students), the gradebook, "

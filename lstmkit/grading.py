@@ -47,7 +47,10 @@ class Check:
     - compare(inputs, outputs): trusted, raises AssertionError with a hint; `components` splits it into
       independent ideas (dx, dh_prev, ...), each scored on its own;
     - uses: earlier student functions the student's function may call; a call that fails is run again
-      with the grader's versions in their place (one mistake is charged to one part only).
+      with the grader's versions in their place (one mistake is charged to one part only);
+    - call_limit: whether `lstmkit grade` ends one call that runs longer than its per-call limit of CPU
+      time (Limits.call); False for a call that does long work on purpose (trains models), which only
+      the submission's own limits end.
     """
 
     name: str
@@ -57,6 +60,7 @@ class Check:
     components: dict | None = None  # component name -> compare(inputs, outputs)
     child_inputs: Callable[[dict], dict] = _unchanged
     uses: tuple = ()
+    call_limit: bool = True
 
     @property
     def run(self):
@@ -945,7 +949,7 @@ def _echo_component(cell, bound_name):
 ECHO_COMPONENTS = {"lstm": _echo_component("lstm", "ECHO_BOUND"), "rnn": _echo_component("rnn", "RNN_BOUND")}
 check_echo = Check("echo_training", _echo_inputs, _all_components(ECHO_COMPONENTS),
                    kinds=("a fresh validation text",), components=ECHO_COMPONENTS,
-                   uses=("train_tbptt", "clip_grad_norm"))
+                   uses=("train_tbptt", "clip_grad_norm"), call_limit=False)
 
 # The auto-graded test cells of each assignment, in notebook order, with their points: the one place the
 # points live (assignments/make_notebooks.py writes them into the notebooks; the tests read them here).

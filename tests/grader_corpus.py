@@ -997,6 +997,19 @@ def _(ctx):
 
 
 @case(
+    "cell_backward_never_returns",
+    "bptt",
+    zero("bptt", "test_cell_backward"),
+    "timeout",
+    ["test_cell_backward: did not finish within the time limit of one call"],
+    doc="cell_backward loops forever; backward calls it and keeps its points with the grader's cell_backward",
+)
+def _(ctx):
+    return replace(ctx.source("bptt"), "cell_backward", "    dc = dc + dh * o * (1 - tanh_c ** 2)\n",
+                   "    while True:\n        pass\n    dc = dc + dh * o * (1 - tanh_c ** 2)\n")
+
+
+@case(
     "memory_hog",
     "gates",
     zero("gates", "test_cell_forward"),

@@ -130,6 +130,8 @@ def course(tmp_path_factory):
            "h_prev, c_prev = state\n    while True:\n        pass\n")
     edited(course, "gates", "endless_first_cell", "sigmoid", "def sigmoid(z):", "def sigmoid(z):",
            prepend="while True:\n    pass")
+    edited(course, "gates", "sigmoid_never_returns", "sigmoid", "### BEGIN SOLUTION\n",
+           "### BEGIN SOLUTION\n    while True:\n        pass\n")
     edited(course, "gates", "probe", "sigmoid", "### BEGIN SOLUTION\n",
            "### BEGIN SOLUTION\n    assert not probes, probes\n",
            prepend=PROBE.replace("COURSE", str(course)).replace("PACKAGE", str(ROOT / "lstmkit"))
@@ -140,9 +142,10 @@ def course(tmp_path_factory):
     edited(course, "pytorch", "endless_training", "train", "model = Adder()\n",
            "while True:\n    pass\nmodel = Adder()\n")
     runs = {}
-    for a, workers, timeout in (("gates", "2", "20"), ("bptt", "1", "20"), ("pytorch", "1", "25")):
-        runs[a] = run("lstmkit.cli", "grade", a, "--course", str(course), "--workers", workers,
-                      "--timeout", timeout)
+    for a, args in (("gates", ["--workers", "2", "--timeout", "20", "--call-timeout", "2"]),
+                    ("bptt", ["--workers", "1", "--timeout", "20"]),
+                    ("pytorch", ["--workers", "1", "--timeout", "25"])):
+        runs[a] = run("lstmkit.cli", "grade", a, "--course", str(course), *args)
         assert runs[a].returncode == 0, runs[a].stdout + runs[a].stderr
     runs["csv"] = {a: read_csv(course / f"grades-{a}.csv") for a in ("gates", "bptt", "pytorch")}
     return course, runs
@@ -153,31 +156,59 @@ def rows(course, assignment):
 
 
 def test_csv_columns_points_status_and_reason(course):
+    per_part = [c for p in GATES_PARTS for c in (p, f"{p}:status", f"{p}:reason")]
     with open(course[0] / "grades-gates.csv") as f:
-        assert f.readline().strip() == ",".join(["student", *GATES_PARTS, "total", "max", "status", "reason"])
+        assert f.readline().strip() == ",".join(["student", *per_part, "total", "max", "status", "reason"])
     gates = rows(course, "gates")
-    assert sorted(gates) == ["blank", "endless", "endless_first_cell", "honest", "probe", "wrong"]
+    assert sorted(gates) == ["blank", "endless", "endless_first_cell", "honest", "probe",
+                             "sigmoid_never_returns", "wrong"]
     assert [gates["honest"][p] for p in GATES_PARTS] == ["2", "2", "2", "3"]
+    assert [gates["honest"][f"{p}:status"] for p in GATES_PARTS] == ["ok"] * 4
+    assert [gates["honest"][f"{p}:reason"] for p in GATES_PARTS] == [""] * 4
     assert (gates["honest"]["total"], gates["honest"]["max"], gates["honest"]["status"]) == ("9", "9", "ok")
     assert gates["honest"]["reason"] == ""
     assert gates["probe"]["total"] == "9", gates["probe"]["reason"]  # every isolation probe held
     blank = gates["blank"]
     assert (blank["total"], blank["status"]) == ("0", "error")
+    assert [blank[f"{p}:status"] for p in GATES_PARTS] == ["error"] * 4
     assert blank["reason"].startswith("test_sigmoid: NotImplementedError: Replace this line")
+    assert blank["test_sigmoid:reason"].startswith("NotImplementedError: Replace this line")
     wrong = gates["wrong"]
     assert [wrong[p] for p in GATES_PARTS] == ["2", "2", "2", "0"] and wrong["status"] == "ok"
+    assert [wrong[f"{p}:status"] for p in GATES_PARTS] == ["ok", "ok", "ok", "failed"]
     assert wrong["reason"] == ("test_cell_forward: h looks like o * c: the new hidden state is "
                                "h = o * tanh(c) (visible test, B = 1)")
+    assert "test_cell_forward: " + wrong["test_cell_forward:reason"] == wrong["reason"]
 
 
 def test_endless_loop_costs_only_its_part(course):
     # each part's checks run right after the cells above its test cell: the parts before cell_forward
-    # are graded before the endless loop starts
+    # are graded before the endless loop starts; its calls end at the time limit of one call
     endless = rows(course, "gates")["endless"]
     assert [endless[p] for p in GATES_PARTS] == ["2", "2", "2", "0"]
+    assert [endless[f"{p}:status"] for p in GATES_PARTS] == ["ok", "ok", "ok", "timeout"]
     assert endless["status"] == "timeout"
-    assert endless["reason"] == ("test_cell_forward: did not finish within the time limit (wall clock) "
-                                 "(visible test, B = 1)")
+    assert endless["reason"] == ("test_cell_forward: did not finish within the time limit of one call "
+                                 "(2 s of CPU time) (visible test, B = 1)")
+
+
+def test_a_function_that_never_returns_costs_only_its_own_part(course):
+    # sigmoid loops forever when called: its part times out; gate_activations and cell_forward call it,
+    # and are graded with the grader's sigmoid in its place (one hang charged to one part, and timed once)
+    row = rows(course, "gates")["sigmoid_never_returns"]
+    assert [row[p] for p in GATES_PARTS] == ["0", "2", "2", "3"]
+    assert [row[f"{p}:status"] for p in GATES_PARTS] == ["timeout", "ok", "ok", "ok"]
+    assert row["status"] == "timeout"
+    assert row["test_sigmoid:reason"] == ("did not finish within the time limit of one call "
+                                          "(2 s of CPU time) (visible test, one element)")
+    assert row["reason"] == "test_sigmoid: " + row["test_sigmoid:reason"]
+    for part in ("test_gate_activations", "test_cell_forward"):
+        reason = row[f"{part}:reason"]
+        assert reason.startswith("your sigmoid did not finish within the time limit of one call in an "
+                                 "earlier part; passes with the grader's sigmoid"), reason
+    page = (course[0] / "feedback" / "sigmoid_never_returns" / "gates" / "gates.html").read_text()
+    assert "<td>timeout</td><td>did not finish within the time limit of one call" in page
+    assert "<td>ok</td><td>your sigmoid did not finish within the time limit of one call" in page
 
 
 def test_training_cell_that_never_ends_costs_only_the_training_part(course):
@@ -246,18 +277,18 @@ def test_feedback_has_no_hidden_tests(course):
                 hidden += [line.strip() for line in block.splitlines() if line.strip()]
     assert "for seed in range(100, 108):" in hidden
     files = sorted((root / "feedback").glob("*/*/*.*"))
-    assert len(files) == 2 * 10  # html + json for 6 gates, 3 bptt and 1 pytorch students
+    assert len(files) == 2 * 11  # html + json for 7 gates, 3 bptt and 1 pytorch students
     for path in files:
         text = path.read_text()
         assert "HIDDEN TESTS" not in text and "grading.check_" not in text
         assert not [line for line in hidden if line in text], path
     page = (root / "feedback" / "wrong" / "gates" / "gates.html").read_text()
-    assert "6 / 9" in page and "h looks like o * c" in page
+    assert "6 / 9" in page and "<td>failed</td><td>h looks like o * c" in page
 
 
 def test_autograded_notebooks_exist_with_the_instructor_cells(course):
     root = course[0]
-    for a, students in (("gates", 6), ("bptt", 3)):
+    for a, students in (("gates", 7), ("bptt", 3)):
         paths = sorted((root / "autograded").glob(f"*/{a}/{a}.ipynb"))
         assert len(paths) == students
     nb = nbformat.read(root / "autograded" / "wrong" / "gates" / "gates.ipynb", 4)

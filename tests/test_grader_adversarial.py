@@ -36,8 +36,8 @@ from grader_corpus import (
 from nbgrader.api import Gradebook
 
 ARGS = {  # the per-submission limits; the honest pytorch solution trains for ~600 Adam steps
-    "gates": ["--workers", "2", "--timeout", "15", "--memory", "1024"],
-    "bptt": ["--workers", "2", "--timeout", "15", "--memory", "1024"],
+    "gates": ["--workers", "2", "--timeout", "15", "--call-timeout", "3", "--memory", "1024"],
+    "bptt": ["--workers", "2", "--timeout", "15", "--call-timeout", "3", "--memory", "1024"],
     "pytorch": ["--workers", "2", "--timeout", "300", "--memory", "2048"],  # head-room on a loaded machine
     "sequences": ["--workers", "2", "--timeout", "300", "--memory", "2048"],  # honest: trains 2 models
 }
@@ -125,15 +125,28 @@ def test_case_gets_expected_points_status_and_reason(corpus, case):
     for grade_id, points in case.points.items():  # every part that lost points says why
         if points < POINTS[case.assignment][grade_id]:
             assert f"{grade_id}:" in row["reason"], (grade_id, row)
+            assert row[f"{grade_id}:reason"] and row[f"{grade_id}:reason"] in row["reason"], (grade_id, row)
+        # and its status is not ok: failed (wrong answers), or what stopped it
+        assert (row[f"{grade_id}:status"] == "ok") == (points == POINTS[case.assignment][grade_id]), \
+            (grade_id, row)
     if case.status == "ok" and case.points == POINTS[case.assignment]:
         assert row["reason"] == "", row
+
+
+def test_a_hang_in_an_earlier_function_is_charged_to_its_part_only(corpus):
+    row = read_csv(corpus["csvs"]["bptt"])["cell_backward_never_returns"]
+    assert (row["test_cell_backward:status"], row["test_backward:status"]) == ("timeout", "ok")
+    assert row["test_backward:reason"].startswith(
+        "your cell_backward did not finish within the time limit of one call in an earlier part; passes with "
+        "the grader's cell_backward in place of yours"), row
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_csv_has_the_source_columns_and_one_row_per_submission(corpus, assignment):
     text = corpus["csvs"][assignment]
     header = next(csv.reader(io.StringIO(text)))
-    assert header == ["student", *POINTS[assignment], "total", "max", "status", "reason"]
+    per_part = [c for p in POINTS[assignment] for c in (p, f"{p}:status", f"{p}:reason")]
+    assert header == ["student", *per_part, "total", "max", "status", "reason"]
     expected = sorted(c.name for c in CASES if c.assignment == assignment)
     assert list(read_csv(text)) == expected  # sorted by student, nothing added (e.g. test_bonus)
 

@@ -10,7 +10,7 @@ from distributed import LocalCluster
 from grader_corpus import POINTS, Context, cases_for, grade_cli, new_course, submit_cases
 
 CASES = cases_for("gates", "dask")
-LIMITS = ["--timeout", "15", "--memory", "1024"]
+LIMITS = ["--timeout", "15", "--call-timeout", "3", "--memory", "1024"]  # calls: CPU seconds
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,13 @@ writes the outputs as `<id>.npz` plus a small `<id>.json` (status and message), 
 a time; for a check whose function calls earlier student functions (`uses`) it calls it a second time
 with the grader's versions of those in place (`<id>~sub`). So a later cell that fails or never ends
 costs only the parts after it; `cells.json` says which cell was running. Cells after the last test
-cell are not run. The trusted process
-compares the outputs with the reference itself; nothing written here is trusted beyond its numbers.
+cell are not run. Each call has its own limit of CPU time (call["limit"], from Limits.call; none for
+a check that trains models, Check.call_limit = False; a profiling timer that interrupts it): a call
+that does not finish is answered `timeout` and the child goes on, without calling the student's
+version for that part again; when it was stuck in an earlier function (`uses`), later parts that call
+that function run only with the grader's version (`~sub`). So a student function that never returns
+costs its own part once. The trusted process compares the outputs with the reference itself; nothing
+written here is trusted beyond its numbers.
 """
 
 import ctypes
@@ -255,9 +260,77 @@ def run_cell(cell, namespace, errors):
 RUNNER = {}  # the check runs and `substituted`, taken before any student code runs
 
 
+class CallTimeout(BaseException):  # not an Exception: the student's `except Exception` lets it through
+    """One call of the student's function used more than job["limits"]["call"] seconds of CPU time."""
+
+
+def _alarm(signum, frame):
+    raise CallTimeout
+
+
+class time_limit:
+    """Raise CallTimeout in the running code once this process has used `seconds` more CPU time (a
+    profiling timer: a loaded machine does not make a call time out), and every half second of CPU time
+    after that, in case the code catches it. A call that waits without computing (sleep) is ended by the
+    child's wall limit instead. No limit where there is no interval timer (Windows: `check` only)."""
+
+    def __init__(self, seconds):
+        import signal
+
+        self.signal, self.seconds = signal, seconds
+
+    def __enter__(self):
+        self.on = bool(self.seconds) and hasattr(self.signal, "setitimer")  # None: no limit (training)
+        if self.on:
+            self.previous = self.signal.signal(self.signal.SIGPROF, _alarm)
+            self.signal.setitimer(self.signal.ITIMER_PROF, self.seconds, 0.5)
+
+    def __exit__(self, *exc):
+        if self.on:
+            self.signal.setitimer(self.signal.ITIMER_PROF, 0)
+            self.signal.signal(self.signal.SIGPROF, self.previous)
+
+
+def cell_of(obj):
+    """The `<cell grade_id>` that defined a function (or a class's methods), or None."""
+    code = getattr(obj, "__code__", None)
+    if code is None and isinstance(obj, type):
+        code = next((v.__code__ for v in vars(obj).values() if hasattr(v, "__code__")), None)
+    return code.co_filename if code is not None else None
+
+
+def running_cell(tb):
+    """The innermost student cell (`<cell grade_id>`) in a traceback: where the call was stuck."""
+    cell = None
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name.startswith("<cell "):
+            cell = name
+        tb = tb.tb_next
+    return cell
+
+
+class kept_random_state:
+    """Restore the random generators (Python's, NumPy's global one, torch's CPU one) after a call: the
+    checks' calls must not change what the student's later cells draw (a model's initial weights after
+    torch.manual_seed), or a part's score would depend on the hidden seeds' sizes."""
+
+    def __enter__(self):
+        self.saved = []
+        for name, get, put in (("random", "getstate", "setstate"), ("numpy.random", "get_state", "set_state"),
+                               ("torch.random", "get_rng_state", "set_rng_state")):
+            module = sys.modules.get(name)
+            if module is not None:
+                self.saved.append((getattr(module, put), getattr(module, get)()))
+
+    def __exit__(self, *exc):
+        for put, state in self.saved:
+            put(state)
+
+
 def one_call(call, out_id, namespace, workdir, flags_file, job, uses=()):
     """Call the student's function on the call's inputs (with the grader's `uses` in place) and write
-    `out/<out_id>.npz` and `.json`."""
+    `out/<out_id>.npz` and `.json`. Returns the status and, for a timeout, the cell it was stuck in."""
     import numpy as np
 
     runs, substituted = RUNNER["runs"], RUNNER["substituted"]
@@ -265,33 +338,58 @@ def one_call(call, out_id, namespace, workdir, flags_file, job, uses=()):
     if job.get("guard_torch"):
         guard_torch(flags_file)
     fn = namespace.get(call["fn"])
-    arrays, meta, status, message = {}, {}, "done", ""
+    arrays, meta, status, message, stuck = {}, {}, "done", "", None
     try:
         if fn is None:
             raise NameError(f"name '{call['fn']}' is not defined")
         with np.load(os.path.join(workdir, "in", f"{call['id']}.npz"), allow_pickle=False) as npz:
             inputs = unflatten(npz)
-        if uses:
-            with substituted(fn, uses):
+        with kept_random_state(), time_limit(call.get("limit")):
+            if uses:
+                with substituted(fn, uses):
+                    outputs = runs[call["check"]](fn, inputs)
+            else:
                 outputs = runs[call["check"]](fn, inputs)
-        else:
-            outputs = runs[call["check"]](fn, inputs)
         for name, value in outputs.items():
             encode(value, name, arrays, meta)
     except (KeyboardInterrupt, SystemExit):
         raise
+    except CallTimeout as e:
+        status, message = "timeout", timed_out(job)
+        stuck = running_cell(e.__traceback__)
     except BaseException as e:  # noqa: BLE001 - the student's code
         status, message = classify(e)
     only_main_process()
     if len(FLAGS) > before:
         status, message = "flagged", FLAGS[before].replace(MARKER, "").strip()
+    answer(workdir, out_id, arrays, status, message, meta)
+    if job["isolate"] and too_many_processes(job["limits"]["nproc"] // 2):  # its own pid namespace only
+        write_json(os.path.join(workdir, "out", "forks.json"), {"call": call["id"]})
+        os._exit(0)
+    return status, stuck
+
+
+def timed_out(job):
+    return f"did not finish within the time limit of one call ({job['limits']['call']:g} s of CPU time)"
+
+
+def calls_stuck_cell(call, namespace, hung_cells):
+    """Why the student's own version of a call is not run: it calls (`uses`) an earlier function whose
+    cell never returned in an earlier call; "" if there is no such function."""
+    for name in call.get("uses", ()):
+        cell = cell_of(namespace.get(name))
+        if cell is not None and cell in hung_cells and cell != cell_of(namespace.get(call["fn"])):
+            return f"not run: your {name} did not finish within the time limit of one call in an earlier part"
+    return ""
+
+
+def answer(workdir, out_id, arrays, status, message, meta):
+    import numpy as np
+
     out = os.path.join(workdir, "out", out_id)
     np.savez(out + ".tmp.npz", **arrays)
     os.replace(out + ".tmp.npz", out + ".npz")
     write_json(out + ".json", {"status": status, "message": message[:LIMITS["message_chars"]], "meta": meta})
-    if job["isolate"] and too_many_processes(job["limits"]["nproc"] // 2):  # its own pid namespace only
-        write_json(os.path.join(workdir, "out", "forks.json"), {"call": call["id"]})
-        os._exit(0)
 
 
 def too_many_processes(limit):
@@ -347,6 +445,10 @@ def main(workdir):
     namespace = {"__name__": "__main__"}
     ON_MISUSE.append(lambda message: flag(message, flags_file))
     errors, done = {}, 0
+    hung = {}  # (part, with the grader's earlier functions) -> why its further calls are not run
+    hung_cells = set()  # "<cell grade_id>" where a call was stuck when its time was up
+    not_again = (f"not run: an earlier call of this part did not finish within the time limit of one "
+                 f"call ({job['limits']['call']:g} s of CPU time)")
     cells_json = os.path.join(workdir, "out", "cells.json")
 
     def progress(running):
@@ -359,9 +461,27 @@ def main(workdir):
             run_cell(job["cells"][done], namespace, errors)
             done += 1
             progress(None)
-        one_call(call, call["id"], namespace, workdir, flags_file, job)
+        skip_own, skip_sub = calls_stuck_cell(call, namespace, hung_cells), hung.get((call["part"], True))
+        if skip_own:  # it calls an earlier function that never returned: only the grader's version
+            answer(workdir, call["id"], {}, "timeout", skip_own, {})
+        elif (call["part"], False) in hung:  # an earlier call of this part never returned: not again
+            answer(workdir, call["id"], {}, "timeout", hung[call["part"], False], {})
+        else:
+            status, stuck = one_call(call, call["id"], namespace, workdir, flags_file, job)
+            if status == "timeout":
+                hung[call["part"], False] = not_again
+                hung_cells.add(stuck)
+                own = cell_of(namespace.get(call["fn"]))
+                earlier = {cell_of(namespace.get(u)) for u in call.get("uses", ())} - {None, own}
+                if stuck not in earlier:  # stuck in its own code: with the grader's earlier functions too
+                    hung[call["part"], True] = not_again
+                    skip_sub = timed_out(job)
         if call.get("uses"):  # again with the grader's versions of the earlier functions
-            one_call(call, call["id"] + "~sub", namespace, workdir, flags_file, job, call["uses"])
+            if skip_sub:
+                answer(workdir, call["id"] + "~sub", {}, "timeout", skip_sub, {})
+            elif one_call(call, call["id"] + "~sub", namespace, workdir, flags_file, job,
+                          call["uses"])[0] == "timeout":
+                hung[call["part"], True] = not_again
     progress(None)
     sys.stdout.flush()
     os._exit(0)

@@ -2,7 +2,8 @@
 
 Feedback (DIR/feedback/<student>/<assignment>/<notebook>.html and .json) is read from the gradebook,
 so it is right both after `lstmkit grade` and after hand grading in formgrader (`lstmkit feedback`):
-each automatic part with its points and the grader's message, each part graded by hand with its
+each automatic part with its points, its status (ok, failed, timeout, error, ...: see
+submission.part_status) and the grader's message, each part graded by hand with its
 points (or "not graded yet") and the grader's comments, the late penalty and the total. It never
 contains test code, seeds or inputs (the grader's messages name none; hidden failures say "(hidden
 test)"). The HTML has no script and no external link: a student opens it without a network.
@@ -26,6 +27,7 @@ from nbgrader.api import MissingEntry
 
 from .course import Course
 from .gradebook import side_rows
+from .submission import part_status
 
 
 def _num(x):
@@ -47,6 +49,8 @@ def notebook_feedback(gb, course: Course, assignment, student):
             graded = grade.manual_score is not None or (not by_hand and grade.auto_score is not None)
             pending = bool(grade.needs_manual_grade)  # formgrader still has to (re)grade or review it
             status = row.get("status") or ""
+            if status == "ok" and graded and grade.score is not None and grade.score < grade.max_score:
+                status = "failed"  # a gradebook written before `failed` was a part's status
             if pending:
                 status = "to be graded again" if graded else "not graded yet"
             part = {"part": grade.name, "kind": "by hand" if by_hand else "automatic",
@@ -88,15 +92,14 @@ def render_html(fb):
     rows = []
     for p in fb["parts"]:
         note = p["message"] or ("passed" if p["kind"] == "automatic" and p["points"] == p["max"] else "")
-        if p["pending"]:
-            note = (note + "; " if note else "") + p["status"]
+        status = p["status"] or ("graded" if p["graded"] else "")
         if "overridden" in p:
             o = p["overridden"]
             note = (note + "; " if note else "") + (f"score set by hand to {o['by hand']:g} "
                                                     f"(the automatic score was {o['automatic']:g})")
         comment = f'<div class="comment">{esc(p["comment"])}</div>' if p["comment"] else ""
         rows.append(f"<tr><td>{esc(p['part'])}</td><td>{esc(p['kind'])}</td><td>{esc(_pts(p))}</td>"
-                    f"<td>{esc(note)}{comment}</td></tr>")
+                    f"<td>{esc(status)}</td><td>{esc(note)}{comment}</td></tr>")
     extra = "".join(f"<li><b>{esc(c['cell'])}</b>: {esc(c['comment'])}</li>" for c in fb["comments"])
     extra = f"<h2>Comments on your code</h2><ul>{extra}</ul>" if extra else ""
     late = ""
@@ -125,7 +128,7 @@ td, th {{padding: .3em .8em; border-bottom: 1px solid #ccc; text-align: left; ve
 Points before the late penalty: {fb['raw_score']:g}; late penalty: {fb['late_penalty']:g};
 total: {fb['score']:g} / {fb['max_score']:g}.</p>
 {late}{pending}
-<table><tr><th>part</th><th>graded</th><th>points</th><th>message and comments</th></tr>
+<table><tr><th>part</th><th>graded</th><th>points</th><th>status</th><th>message and comments</th></tr>
 {chr(10).join(rows)}
 </table>
 {extra}
@@ -185,8 +188,8 @@ def write_autograded(path: Path, plan, notebook_text, row):
             cell.outputs = []
             part = row["parts"].get(gid)
             if part is not None:
-                verdict = (f"lstmkit grade: {part['points']:g} / {part['max']:g}"
-                           + (f" ({part['status']}): {part['message']}" if part["message"] else " (passed)"))
+                verdict = f"lstmkit grade: {part['points']:g} / {part['max']:g}" + (
+                    f" ({part_status(part)}): {part['message']}" if part["message"] else " (passed)")
                 cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=verdict + "\n")]
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)

@@ -22,7 +22,7 @@ from .gradebook import check_assignment, save_scores
 from .limits import Limits
 from .plan import load_plan
 from .sandbox import namespaces_work
-from .submission import SEVERITY, grade_submission, make_job
+from .submission import SEVERITY, grade_submission, make_job, part_status
 
 
 class GraderError(RuntimeError):
@@ -84,9 +84,19 @@ def _points(x):
     return f"{x:g}"
 
 
+def csv_columns(plan):
+    """student, then per part its points, `<part>:status` and `<part>:reason`, then total, max, status,
+    reason (the submission's)."""
+    per_part = [c for t in plan.tests for c in (t.grade_id, f"{t.grade_id}:status", f"{t.grade_id}:reason")]
+    return ["student", *per_part, "total", "max", "status", "reason"]
+
+
 def csv_row(plan, result):
     row = {"student": result["student"]}
-    row.update({t.grade_id: result["parts"][t.grade_id]["points"] for t in plan.tests})
+    for t in plan.tests:
+        part = result["parts"][t.grade_id]
+        row.update({t.grade_id: part["points"], f"{t.grade_id}:status": part_status(part),
+                    f"{t.grade_id}:reason": part["message"]})
     row.update(total=result["total"], max=result["max"], status=result["status"], reason=result["reason"])
     return row
 
@@ -94,10 +104,12 @@ def csv_row(plan, result):
 def write_csv(path, plan, rows):
     """Write the CSV: the rows of this run replace those students' rows, every other row is kept.
 
-    Atomic: the new file is written next to the old one and renamed over it, so a crash mid-write
-    leaves the old file. Returns the rows of the whole file."""
+    A file written before the per-part columns existed is read too: its rows keep their points, and
+    their new columns stay empty until those students are graded again. Atomic: the new file is
+    written next to the old one and renamed over it, so a crash mid-write leaves the old file.
+    Returns the rows of the whole file."""
     path = Path(path)
-    columns = ["student", *[t.grade_id for t in plan.tests], "total", "max", "status", "reason"]
+    columns = csv_columns(plan)
     new = {row["student"]: {k: _points(v) if isinstance(v, float) else v for k, v in row.items()}
            for row in rows}
     kept = {}

@@ -27,6 +27,7 @@ from nbgrader.api import MissingEntry
 from sqlalchemy import Column, MetaData, String, Table, Text, and_, delete, insert, select
 
 from .course import Course, late_penalty
+from .submission import part_status
 
 METADATA = MetaData()
 PARTS = Table(
@@ -37,7 +38,7 @@ PARTS = Table(
     Column("notebook", String(128), primary_key=True),
     Column("cell", String(128), primary_key=True),
     Column("checksum", String(64)),  # sha256 of a hand-graded answer's text when it was last graded
-    Column("status", String(16)),  # automatic parts: the grader's status and message
+    Column("status", String(16)),  # automatic parts: the grader's status (submission.part_status), message
     Column("message", Text),
 )
 
@@ -155,7 +156,7 @@ def _save_one(gb, course, plan, result, folder, text):
                 grade.needs_manual_grade = False
             elif changed:
                 grade.needs_manual_grade = True  # a hand override of a score that just changed: review it
-            new_rows.append(dict(key, checksum=None, status=part["status"], message=part["message"]))
+            new_rows.append(dict(key, checksum=None, status=part_status(part), message=part["message"]))
         else:
             digest = checksum(answers.get(grade.name, ""))
             before = old.get(grade.name, {}).get("checksum")

@@ -15,6 +15,12 @@ class Limits:
     """Limits of one submission's sandbox.
 
     - wall: seconds for the whole child (the process group is killed after it);
+    - call: seconds of CPU time for one call of the student's function inside the child (default: a
+      tenth of wall, at least 5 s, at most wall): a call that takes longer ends with `timeout` for its
+      own part only, and the child goes on with the other parts (a later part that calls the function
+      that never returned is run with the grader's version in its place); CPU time, so that a loaded
+      machine does not make a call time out (a call that sleeps is ended by the wall limit); a check
+      whose call trains models (grading.Check.call_limit = False) has no per-call limit;
     - cpu: seconds of CPU time per process (RLIMIT_CPU; default: wall, whole seconds, at least 1);
     - memory_mb: address space per process (RLIMIT_AS);
     - headroom_mb: how much more all processes together may use (memory cgroup), so that one process
@@ -28,6 +34,7 @@ class Limits:
     """
 
     wall: float = 60.0
+    call: float | None = None
     cpu: int | None = None
     memory_mb: int = 2048
     headroom_mb: int = 256
@@ -40,6 +47,7 @@ class Limits:
 
     def __post_init__(self):
         checks = [("wall", self.wall > 0, "a positive number of seconds"),
+                  ("call", self.call is None or self.call > 0, "a positive number of seconds"),
                   ("cpu", self.cpu is None or self.cpu >= 1, "at least 1 second"),
                   ("memory_mb", self.memory_mb > 0, "a positive number of MB"),
                   ("headroom_mb", self.headroom_mb >= 0, "0 MB or more"),
@@ -58,6 +66,10 @@ class Limits:
         return self.cpu if self.cpu is not None else max(1, int(self.wall))
 
     @property
+    def call_seconds(self) -> float:
+        return self.call if self.call is not None else min(self.wall, max(5.0, self.wall / 10))
+
+    @property
     def tmp_bytes(self) -> int:
         """tmp_size in bytes ("64m" -> 67108864; suffixes k, m, g as for tmpfs)."""
         text = str(self.tmp_size).strip().lower()
@@ -69,9 +81,9 @@ class Limits:
 
     def child_view(self) -> dict:
         """What the child needs (plain JSON): rlimits in bytes and seconds, its /tmp size and caps."""
-        return {"cpu": self.cpu_seconds, "memory": self.memory_mb * 2**20, "fsize": self.file_bytes,
-                "nproc": self.processes, "tmp_size": self.tmp_size, "message_chars": self.message_chars,
-                "array_elements": self.array_elements}
+        return {"cpu": self.cpu_seconds, "call": self.call_seconds, "memory": self.memory_mb * 2**20,
+                "fsize": self.file_bytes, "nproc": self.processes, "tmp_size": self.tmp_size,
+                "message_chars": self.message_chars, "array_elements": self.array_elements}
 
     def as_dict(self) -> dict:
         return asdict(self)

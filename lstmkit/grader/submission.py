@@ -36,6 +36,17 @@ MAX_RUNS = 3  # a child that dies is started again (at most twice) for the parts
 SEVERITY = ["flagged", "crashed", "memory", "timeout", "error", "ok"]
 
 
+def part_status(part):
+    """One part's status for the CSV and the feedback: `ok` (full points), `failed` (wrong answers),
+    `timeout`, `error`, `memory`, `crashed`, `flagged`, or `not-run` (the child never reached its
+    checks: it stopped in an earlier cell and had no restart left)."""
+    if part["status"] == "ok":
+        return "ok" if part["points"] >= part["max"] else "failed"
+    if part["calls"] and not any(c.get("ran", True) for c in part["calls"]):
+        return "not-run"
+    return part["status"]
+
+
 def worst(statuses):
     statuses = list(statuses) or ["ok"]
     return min(statuses, key=SEVERITY.index)
@@ -74,7 +85,7 @@ def _read_outputs(out_dir, call_id, limits: Limits):
         info = json.loads(meta_path.read_text())
         status, meta = str(info["status"]), dict(info["meta"])
         message = str(info["message"])[:limits.message_chars]
-        if status not in {"done", "fail", "error", "flagged", "memory"}:
+        if status not in {"done", "fail", "error", "flagged", "memory", "timeout"}:
             raise ValueError(status)
         with np.load(npz_path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -148,6 +159,7 @@ def grade_submission(job):
             run, info = _run_once(work, job)
             runtime_flags += [f for f in _read_flags(work) if f not in runtime_flags]
             cell_info["errors"].update(info["errors"])
+            cell_info["running"] = info["running"]  # the cell this run stopped in, if it died in one
             cell_info["flags"] += [f for f in info["flags"] if f not in cell_info["flags"]]
             answered = {call["id"] for call, _, _ in calls if (work / "out" / f"{call['id']}.json").exists()}
             for call, test, inputs in calls:
@@ -244,8 +256,9 @@ def _prepare(work, job, cells, pending=None):
             np.savez(work / "in" / f"{call_id}.npz", **_flatten(check.child_inputs(inputs)))
             call = {"id": call_id, "check": c.check, "fn": c.fn, "hidden": c.hidden, "seed": c.seed}
             calls.append((call, test, inputs))
-            job_calls.append({"id": call_id, "check": c.check, "fn": c.fn, "after": test.after,
-                              "uses": list(check.uses)})
+            job_calls.append({"id": call_id, "part": test.grade_id, "check": c.check, "fn": c.fn,
+                              "after": test.after, "uses": list(check.uses),
+                              "limit": job["limits"].call_seconds if check.call_limit else None})
     spec = {"cells": cells, "calls": job_calls, "hide": _hidden_paths(job["course"]),
             "isolate": job["isolate"], "limits": job["limits"].child_view(),
             "guard_torch": not plan.uses_torch}
@@ -315,13 +328,20 @@ def _verdict(call, inputs, out, run, cell_info, limits):
     """One call's verdict: {status: pass|fail|error|..., message, hidden, kind, failures, note}; a call
     that fails with the student's earlier functions is judged again with the grader's in their place."""
     check = grading.CHECKS[call["check"]]
-    own_status, own = _judge_answer(check, inputs, _read_outputs(out, call["id"], limits), run, cell_info)
+    own_answer = _read_outputs(out, call["id"], limits)
+    own_status, own = _judge_answer(check, inputs, own_answer, run, cell_info)
+    # False: the child never reached this call (it stopped while running an earlier cell)
+    ran = own_answer is not None or bool(run.get("crashed_all")) or not cell_info.get("running")
     sub_status, sub = None, None
     sub_answer = (_read_outputs(out, call["id"] + "~sub", limits) if check.uses and own_status != "pass"
                   else None)
     if sub_answer is not None:
         sub_status, sub = _judge_answer(check, inputs, sub_answer, run, cell_info)
     v = grading.combine(check, call["seed"], own, sub)
+    if own_status == "timeout" and v.note:  # the student's earlier function never returned
+        why = next((m for m in own.values() if m), "")
+        why = why[len("not run: "):] if why.startswith("not run: your ") else "did not finish with yours"
+        v.note = f"{why}; {v.note}"
     if "flagged" in (own_status, sub_status):
         status = "flagged"
         v.failures = {k: m or (sub if sub_status == "flagged" else own)[k] for k, m in v.failures.items()}
@@ -331,7 +351,7 @@ def _verdict(call, inputs, out, run, cell_info, limits):
         status = sub_status or own_status
     message = v.message if status != "pass" else ""
     return {"status": status, "message": message, "hidden": call["hidden"], "kind": v.kind,
-            "failures": v.failures, "note": v.note}
+            "failures": v.failures, "note": v.note, "ran": ran}
 
 
 def _finish(job, parts, flags, start):
