@@ -24,7 +24,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "book" / "_ext"))
 import build_book  # noqa: E402
+import zh_tw  # noqa: E402
 
 REPO = build_book.REPO
 LOCALES = REPO / "book" / "locales"
@@ -68,27 +70,9 @@ def update(add=(), root=REPO):
     to_traditional()
 
 
-def _phrases():
-    if not PHRASES.exists():
-        return []
-    rows = (line.split("\t") for line in PHRASES.read_text(encoding="utf-8").splitlines())
-    return [(row[0], row[1]) for row in rows if len(row) == 2 and not row[0].startswith("#")]
-
-
 def traditional_converter():
     """The function that turns a zh_CN translation into zh_TW: OpenCC s2twp, then phrases.tsv."""
-    import opencc
-
-    convert = opencc.OpenCC("s2twp").convert
-    fixes = _phrases()
-
-    def traditional(text):
-        text = convert(text)
-        for wrong, right in fixes:
-            text = text.replace(wrong, right)
-        return text
-
-    return traditional
+    return zh_tw.converter(PHRASES)
 
 
 def to_traditional(locales=LOCALES):

@@ -14,6 +14,7 @@ instead of 遗忘 + 门 and a search for it finds the pages that use it.
 import re
 from pathlib import Path
 
+import zh_tw
 from sphinx import addnodes
 
 HERE = Path(__file__).resolve().parent
@@ -45,20 +46,8 @@ def _jieba_dict(app, config):
         return
     words = [zh for _, zhs in glossary_terms(Path(app.srcdir) / "book" / "notation.md") for zh in zhs]
     if lang == "zh_TW":
-        import opencc
-
-        convert = opencc.OpenCC("s2twp").convert
-        # the corrections tools/i18n.py applies to the zh_TW catalogs (e.g. 迴圈網路 -> 循環網路)
-        phrases = Path(app.srcdir) / "book" / "locales" / "zh_TW" / "phrases.tsv"
-        fixes = [line.split("\t") for line in phrases.read_text(encoding="utf-8").splitlines()
-                 if line.count("\t") == 1 and not line.startswith("#")] if phrases.exists() else []
-
-        def traditional(word):
-            word = convert(word)
-            for wrong, right in fixes:
-                word = word.replace(wrong, right)
-            return word
-
+        # the conversion tools/i18n.py applies to the zh_TW catalogs (e.g. 迴圈網路 -> 循環網路)
+        traditional = zh_tw.converter(Path(app.srcdir) / "book" / "locales" / "zh_TW" / "phrases.tsv")
         words = [traditional(w) for w in words]
     path = Path(app.outdir).parent / "jieba_userdict.txt"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ import json
 import re
 from pathlib import Path
 
+import zh_tw
 from sphinx import locale
 
 HERE = Path(__file__).resolve().parent
@@ -49,21 +50,8 @@ _KEEP = re.compile(r'<article class="bd-article".*?</article>|<pre\b.*?</pre>|<s
 
 
 def _traditional():
-    """zh_CN -> zh_TW as tools/i18n.py converts the catalogs: OpenCC s2twp, then phrases.tsv."""
-    import opencc
-
-    convert = opencc.OpenCC("s2twp").convert
-    rows = [line.split("\t") for line in PHRASES.read_text(encoding="utf-8").splitlines()
-            if not line.startswith("#")] if PHRASES.exists() else []
-    fixes = [row for row in rows if len(row) == 2]
-
-    def traditional(text):
-        text = convert(text)
-        for wrong, right in fixes:
-            text = text.replace(wrong, right)
-        return text
-
-    return traditional
+    """zh_CN -> zh_TW as tools/i18n.py converts the catalogs."""
+    return zh_tw.converter(PHRASES)
 
 
 def strings(language, table=TABLE):
