@@ -3,6 +3,9 @@
 The MathJax files come from the `django-static-mathjax` wheel (import name `mathjax`); they are copied
 to <outdir>/_static/mathjax/ when the build has finished, so Jupyter Book does not turn each of its
 .js files into a script tag (it does that for files in the source _static/ folder).
+
+MathJax's textmacros package is loaded (from the same local copy): without it, text inside \\text{}
+is shown as typed, so `\\text{num\\_layers}` came out as "num\\_layers" with its backslash.
 """
 
 import shutil
@@ -20,9 +23,22 @@ def _copy(app, exception):
         shutil.copytree(_mathjax_root(), Path(app.outdir) / "_static" / "mathjax", dirs_exist_ok=True)
 
 
+def _textmacros(app, config):
+    mj = dict(config.mathjax3_config or {})
+    loader = dict(mj.get("loader", {}))
+    loader["load"] = [*loader.get("load", []), "[tex]/textmacros"]
+    tex = dict(mj.get("tex", {}))
+    packages = dict(tex.get("packages", {}))
+    packages["[+]"] = [*packages.get("[+]", []), "textmacros"]
+    tex["packages"] = packages
+    mj.update(loader=loader, tex=tex)
+    config.mathjax3_config = mj
+
+
 def setup(app):
     if not (_mathjax_root() / "tex-chtml.js").exists():
         raise RuntimeError("MathJax not found: install the 'book' extra (django-static-mathjax)")
     app.config.mathjax_path = "mathjax/tex-chtml.js"
+    app.connect("config-inited", _textmacros)
     app.connect("build-finished", _copy)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
