@@ -6,6 +6,10 @@ to <outdir>/_static/mathjax/ when the build has finished, so Jupyter Book does n
 
 MathJax's textmacros package is loaded (from the same local copy): without it, text inside \\text{}
 is shown as typed, so `\\text{num\\_layers}` came out as "num\\_layers" with its backslash.
+
+A display formula wider than the column (a phone's is about 340 px) is set smaller until it fits,
+down to 3/4 of MathJax's size; what is still too wide scrolls inside its own box, with a shadow on
+the side that hides more (book/_ext/static/lstmkit.css). Formulas that fit keep their size.
 """
 
 import shutil
@@ -35,10 +39,36 @@ def _textmacros(app, config):
     config.mathjax3_config = mj
 
 
+_FIT = """
+(function () {
+  var MIN = 0.75;  // never below 3/4 of MathJax's own size
+  function fit() {
+    document.querySelectorAll('mjx-container[jax="CHTML"][display="true"]').forEach(function (el) {
+      var inner = el.firstElementChild;
+      if (!inner) return;
+      if (el.dataset.lstmkitSize === undefined) el.dataset.lstmkitSize = el.style.fontSize || "100%";
+      el.style.fontSize = el.dataset.lstmkitSize;
+      var avail = el.clientWidth, need = inner.getBoundingClientRect().width;
+      if (avail > 0 && need > avail) {
+        var scale = Math.max(MIN, 0.99 * avail / need);
+        el.style.fontSize = (parseFloat(el.dataset.lstmkitSize) * scale).toFixed(1) + "%";
+      }
+    });
+  }
+  var timer;
+  window.addEventListener("load", function () {
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) MathJax.startup.promise.then(fit);
+  });
+  window.addEventListener("resize", function () { clearTimeout(timer); timer = setTimeout(fit, 150); });
+})();
+"""
+
+
 def setup(app):
     if not (_mathjax_root() / "tex-chtml.js").exists():
         raise RuntimeError("MathJax not found: install the 'book' extra (django-static-mathjax)")
     app.config.mathjax_path = "mathjax/tex-chtml.js"
     app.connect("config-inited", _textmacros)
+    app.add_js_file(None, body=_FIT)
     app.connect("build-finished", _copy)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
