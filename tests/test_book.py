@@ -152,6 +152,26 @@ def test_no_page_shows_what_a_chapter_printed_to_stderr(site):
     assert shown == [], "stderr output in the pages:\n" + "\n".join(f"{r}: {t!r}" for r, t in shown[:10])
 
 
+def test_every_figure_opens_at_full_size(site):
+    # book/_ext/figure_links.py: on a phone a figure is shown at a third of its size, so each image
+    # a chapter drew is a link to the image file itself; the link's name is the image's alt text.
+    img = re.compile(r'<img\b[^>]*\bsrc="((?:\.\./)*_images/[^"]+)"[^>]*>')
+    unlinked, broken, figures = [], [], 0
+    for rel in html_pages(site):
+        text = (site / rel).read_text(encoding="utf-8")
+        for m in img.finditer(text):
+            figures += 1
+            before = text[max(0, m.start() - 300):m.start()]
+            link = re.search(r'<a class="figure-zoom" href="([^"]+)">\s*$', before)
+            if not link or link.group(1) != m.group(1):
+                unlinked.append(f"{rel}: {m.group(1)}")
+            elif not (site / rel).parent.joinpath(link.group(1)).resolve().is_file():
+                broken.append(f"{rel}: {link.group(1)}")
+    assert figures > 50, f"only {figures} figure images in the whole site"
+    assert unlinked == [], "figures that do not open at full size:\n" + "\n".join(unlinked[:10])
+    assert broken == [], "figure links to missing files:\n" + "\n".join(broken[:10])
+
+
 def _translated_docs(lang):
     """Docnames that have a catalog in `lang` (book/locales/<lang>/LC_MESSAGES/<docname>.po)."""
     base = REPO / "book" / "locales" / lang / "LC_MESSAGES"
