@@ -160,6 +160,50 @@ def test_regrading_some_students_keeps_the_other_rows(term):
         assert after[student] == before[student], student
     assert (before["wrong"]["test_cell_forward"], before["wrong"]["total"]) == ("0", "6")
     assert (after["wrong"]["test_cell_forward"], after["wrong"]["total"]) == ("3", "9")
+    # the run says it updated three rows of a file of seven, not that the file holds three students
+    assert "updated the rows of 3 students in" in term["again"].stdout
+    assert "(its other rows kept; 7 students in all)" in term["again"].stdout
+
+
+def copy_course(term, tmp_path, late_policy=None):
+    copy = tmp_path / "course"
+    shutil.copytree(term["course"], copy)
+    if late_policy is not None:
+        (copy / "late_policy.py").write_text(late_policy)
+    return copy
+
+
+def test_a_broken_late_plugin_stops_the_run_before_grading(term, tmp_path):
+    course = copy_course(term, tmp_path, LATE_POLICY.replace("import math\n", ""))  # math.ceil: NameError
+    before = (course / "grades-gates.csv").read_text()
+    r = grade_cli(course, "gates", "--timeout", "20")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "late-penalty plugin late_policy.OnePointPerDay failed" in r.stderr, r.stderr
+    assert "NameError: name 'math' is not defined; nothing was graded" in r.stderr
+    assert "Traceback" not in r.stderr and "grading" not in r.stderr  # no progress bar: nothing ran
+    assert (course / "grades-gates.csv").read_text() == before
+
+
+def test_a_late_plugin_failing_for_one_student_keeps_the_csv(term, tmp_path):
+    failing = LATE_POLICY.replace("        return float(", "        if student_id == 'late':\n"
+                                  "            raise KeyError(student_id)\n        return float(")
+    course = copy_course(term, tmp_path, failing)
+    (course / "grades-gates.csv").unlink()
+    r = grade_cli(course, "gates", "--student", "honest", "late", "--timeout", "20")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "failed for late (216000 s late, score 9): KeyError: 'late'" in r.stderr, r.stderr
+    assert "grades-gates.csv was written, the gradebook only in part" in r.stderr
+    rows = {row["student"]: row for row in read_csv(course / "grades-gates.csv")}
+    assert sorted(rows) == ["honest", "late"] and rows["late"]["total"] == "9"
+
+
+def test_commands_run_from_inside_the_course_folder(term):
+    """After `cd assignments` (step 1 of the README), the default --course is the current folder."""
+    course = term["course"]
+    r = subprocess.run([sys.executable, "-m", "lstmkit.cli", "feedback", "gates", "--student", "honest"],
+                       cwd=course, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "wrote the feedback of 1 submission (.html and .json)"
 
 
 def test_a_failed_csv_write_leaves_the_old_file(term, tmp_path):

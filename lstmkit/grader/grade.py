@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .course import load_course
+from .course import LatePluginError, check_late_plugin, load_course
 from .feedback import write_autograded, write_feedback
 from .gradebook import check_assignment, save_scores
 from .limits import Limits
@@ -175,6 +175,11 @@ def grade(assignment, course="assignments", students=None, workers=None, schedul
     config = load_course(course)
     check_assignment(config, plan)
     folders = _submissions(course, assignment, plan, students)
+    try:
+        check_late_plugin(config, next(iter(folders)), plan.max_points)
+    except LatePluginError as e:
+        raise GraderError(f"{e}; nothing was graded: fix the plugin (nbgrader_config.py's "
+                          f"AssignLatePenalties.plugin_class) and run again") from None
     if not namespaces_work():
         raise GraderError("the sandbox needs bubblewrap (`bwrap`) with user, network, ipc and pid "
                           "namespaces; "
@@ -184,8 +189,15 @@ def grade(assignment, course="assignments", students=None, workers=None, schedul
             for student, text in texts.items()]
     results = _run_jobs(jobs, workers or os.cpu_count() or 1, scheduler, progress)
     rows = [csv_row(plan, r) for r in results]
-    save_scores(config, plan, results, folders, texts)
-    write_csv(course / f"grades-{assignment}.csv", plan, rows)
+    # the CSV first: if writing the gradebook fails (a late-penalty plugin that raises for one student,
+    # a database server that went away), the grading is not lost
+    csv_path = course / f"grades-{assignment}.csv"
+    write_csv(csv_path, plan, rows)
+    try:
+        save_scores(config, plan, results, folders, texts)
+    except LatePluginError as e:
+        raise GraderError(f"{e}; {csv_path} was written, the gradebook only in part: fix the plugin and "
+                          f"run again") from None
     write_feedback(config, assignment, [r["student"] for r in results])
     for r in results:
         student = r["student"]
