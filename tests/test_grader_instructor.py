@@ -291,6 +291,20 @@ def test_canvas_file_is_filled_and_mismatches_reported(term, tmp_path):
     assert "2 rows of the LMS file match no nbgrader student (left as they were): extra, S105" not in out
     assert "match no nbgrader student (left as they were): extra, 105" in out, out
     assert "have no row in the LMS file (not exported): blank, edited, late_wrong, ontime" in out
+    # late's written answer was never graded, wrong's override waits for review: said, not hidden
+    assert ("2 scores are provisional (parts still to grade or review in formgrader; export again when "
+            "done): late (gates), wrong (gates)") in out, out
+
+
+def test_export_warns_of_an_assignment_nobody_submitted(term, tmp_path):
+    course = copy_course(term, tmp_path)
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "lstmkit") as gb:
+        gb.update_or_create_assignment("bptt")
+    write_rows(tmp_path / "canvas.csv", CANVAS)
+    r = lstmkit("export", "gates", "bptt", "--lms", "canvas", "--roster", str(tmp_path / "canvas.csv"),
+                "-o", str(tmp_path / "filled.csv"), "--course", str(course))
+    assert r.returncode == 0, r.stderr
+    assert "no submission at all of bptt in the gradebook (not graded yet?): every student gets 0" in r.stdout
 
 
 def test_moodle_file_by_email_and_as_an_nbgrader_export_plugin(term, tmp_path):
