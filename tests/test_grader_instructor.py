@@ -147,7 +147,7 @@ def term(tmp_path_factory):
     again = grade_cli(course, "gates", "--student", "honest", "wrong", "edited", "--timeout", "20")
     assert again.returncode == 0, again.stdout + again.stderr
     return {"course": course, "twin": twin, "csv_first": csv_first, "flags_first": flags_first,
-            "again": again}
+            "first": first, "again": again}
 
 
 def test_regrading_some_students_keeps_the_other_rows(term):
@@ -271,6 +271,9 @@ def test_late_penalty_is_the_one_nbgrader_autograde_gives(term):
             assert ours[student][key] == theirs[student][key], (student, key, ours[student], theirs[student])
         assert float(ours[student]["late_submission_penalty"]) == penalty
     assert float(ours["late_wrong"]["raw_score"]) == 6 and float(ours["late_wrong"]["score"]) == 5
+    # the run's summary says who was late and by how much, though the CSV's points are before the penalty
+    assert ("late (penalty in the gradebook, not in the points above): late (2.5 days, -3), "
+            "late_wrong (1.0 hours, -1)") in term["first"].stdout, term["first"].stdout
 
 
 def test_canvas_file_is_filled_and_mismatches_reported(term, tmp_path):

@@ -150,6 +150,16 @@ def summary_table(plan, rows, results):
     return "\n".join(lines)
 
 
+def late_line(late):
+    """The late submissions of a run, with the penalty the course's plugin gave (stored in the gradebook)."""
+    def when(seconds):
+        hours = seconds / 3600
+        return f"{hours:.1f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+
+    return ("late (penalty in the gradebook, not in the points above): "
+            + ", ".join(f"{s} ({when(sec)}, -{_points(pen or 0)})" for s, (sec, pen) in sorted(late.items())))
+
+
 def _limits(limits, timeout, memory):
     try:
         return limits or Limits(wall=float(timeout), memory_mb=int(memory))
@@ -194,7 +204,7 @@ def grade(assignment, course="assignments", students=None, workers=None, schedul
     csv_path = course / f"grades-{assignment}.csv"
     write_csv(csv_path, plan, rows)
     try:
-        save_scores(config, plan, results, folders, texts)
+        late = save_scores(config, plan, results, folders, texts)
     except LatePluginError as e:
         raise GraderError(f"{e}; {csv_path} was written, the gradebook only in part: fix the plugin and "
                           f"run again") from None
@@ -205,4 +215,6 @@ def grade(assignment, course="assignments", students=None, workers=None, schedul
                          texts[student], r)
     if progress:
         print(summary_table(plan, rows, results))
+        if late:
+            print(late_line(late))
     return rows

@@ -180,12 +180,20 @@ def _save_one(gb, course, plan, result, folder, text):
     nb = gb.find_submission_notebook(plan.notebook, plan.assignment, student)
     nb.late_submission_penalty = late_penalty(course, student, nb.score, submission.total_seconds_late)
     gb.db.commit()
+    return float(submission.total_seconds_late or 0), nb.late_submission_penalty
 
 
 def save_scores(course: Course, plan, results, submitted, texts):
-    """results: grade_submission's; submitted: student -> submission folder; texts: student -> notebook."""
+    """results: grade_submission's; submitted: student -> submission folder; texts: student -> notebook.
+
+    Returns {student: (seconds late, penalty or None)} of the late submissions."""
+    late = {}
     with warnings.catch_warnings(), course.gradebook() as gb:
         warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notes from inside nbgrader's API
         METADATA.create_all(gb.engine)
         for result in results:
-            _save_one(gb, course, plan, result, submitted[result["student"]], texts[result["student"]])
+            seconds, penalty = _save_one(gb, course, plan, result, submitted[result["student"]],
+                                         texts[result["student"]])
+            if seconds > 0:
+                late[result["student"]] = (seconds, penalty)
+    return late
