@@ -329,3 +329,7 @@ def test_moodle_file_by_email_and_as_an_nbgrader_export_plugin(term, tmp_path):
     assert plugin.returncode == 0, plugin.stdout + plugin.stderr
     assert (course / "plugin.csv").read_text() == (tmp_path / "filled.csv").read_text()
     assert "nobody" in plugin.stderr
+    bare = nbgrader("export", "--exporter=lstmkit.grader.lms.CanvasExportPlugin", "--to=plugin.csv",
+                    cwd=course)
+    assert bare.returncode == 1 and "Traceback" not in bare.stderr, bare.stderr
+    assert "set --LmsExportPlugin.roster=<the gradebook file downloaded from the LMS>" in bare.stderr

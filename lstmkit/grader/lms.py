@@ -198,12 +198,16 @@ class LmsExportPlugin(ExportPlugin):
     match = Unicode("", help="the LMS column that holds the nbgrader student id").tag(config=True)
 
     def export(self, gradebook):
-        if not self.roster:
-            raise LmsError("set --LmsExportPlugin.roster=<the gradebook file downloaded from the LMS>")
         assignments = [str(a) for a in self.assignment] or [a.name for a in gradebook.assignments]
         to = self.to or f"{self.lms}-grades.csv"
-        report = fill(gradebook, assignments, self.lms, self.roster, to, self.match or None,
-                      [str(s) for s in self.student] or None)
+        try:
+            if not self.roster:
+                raise LmsError("set --LmsExportPlugin.roster=<the gradebook file downloaded from the LMS>")
+            report = fill(gradebook, assignments, self.lms, self.roster, to, self.match or None,
+                          [str(s) for s in self.student] or None)
+        except (LmsError, OSError) as e:  # a usage error: one line, not nbgrader's traceback
+            self.log.error(str(e))
+            raise SystemExit(1) from None
         for line in report.lines():
             self.log.warning(line)
 
