@@ -274,6 +274,19 @@ def test_late_penalty_is_the_one_nbgrader_autograde_gives(term):
     # the run's summary says who was late and by how much, though the CSV's points are before the penalty
     assert ("late (penalty in the gradebook, not in the points above): late (2.5 days, -3), "
             "late_wrong (1.0 hours, -1)") in term["first"].stdout, term["first"].stdout
+    # a submission without timestamp.txt is on time, as in nbgrader: said, since a due date is set
+    assert ("no timestamp.txt, so counted as on time (as nbgrader does): blank, edited, honest, wrong"
+            in term["first"].stdout)
+
+
+def test_an_unreadable_submission_time_stops_the_run_before_grading(term, tmp_path):
+    course = copy_course(term, tmp_path)
+    stamp = course / "submitted" / "late" / "gates" / "timestamp.txt"
+    stamp.write_text("the evening after the deadline\n")
+    r = grade_cli(course, "gates", "--timeout", "20")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "unreadable submission times, nothing was graded" in r.stderr
+    assert f"{stamp}: 'the evening after the deadline' is not a time" in r.stderr, r.stderr
 
 
 def test_canvas_file_is_filled_and_mismatches_reported(term, tmp_path):

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .course import LatePluginError, check_late_plugin, load_course
 from .feedback import write_autograded, write_feedback
-from .gradebook import check_assignment, save_scores
+from .gradebook import check_assignment, due_date, save_scores, timestamp_problems
 from .limits import Limits
 from .plan import load_plan
 from .sandbox import namespaces_work
@@ -185,6 +185,11 @@ def grade(assignment, course="assignments", students=None, workers=None, schedul
     config = load_course(course)
     check_assignment(config, plan)
     folders = _submissions(course, assignment, plan, students)
+    no_time, bad_time = timestamp_problems(folders)
+    if bad_time:  # lateness would be decided wrongly: stop before grading
+        raise GraderError("unreadable submission times, nothing was graded:\n  "
+                          + "\n  ".join(bad_time.values()))
+    due = due_date(config, assignment)
     try:
         check_late_plugin(config, next(iter(folders)), plan.max_points)
     except LatePluginError as e:
@@ -217,4 +222,6 @@ def grade(assignment, course="assignments", students=None, workers=None, schedul
         print(summary_table(plan, rows, results))
         if late:
             print(late_line(late))
+        if due is not None and no_time:
+            print(f"no timestamp.txt, so counted as on time (as nbgrader does): {', '.join(no_time)}")
     return rows

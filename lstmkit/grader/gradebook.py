@@ -66,6 +66,34 @@ def check_assignment(course: Course, plan):
                              f"since `nbgrader generate_assignment {plan.assignment}`; run it again")
 
 
+def timestamp_problems(folders):
+    """(students without timestamp.txt, {student: message} of those whose timestamp.txt is not a time)."""
+    from nbgrader.utils import parse_utc
+
+    missing, unreadable = [], {}
+    for student, folder in folders.items():
+        path = Path(folder) / "timestamp.txt"
+        text = path.read_text(errors="replace").strip() if path.exists() else ""
+        if not text:
+            missing.append(student)
+            continue
+        try:
+            parse_utc(text)
+        except (ValueError, OverflowError):
+            unreadable[student] = f"{path}: {text[:60]!r} is not a time (write e.g. 2026-10-17 09:30:00 UTC)"
+    return missing, unreadable
+
+
+def due_date(course: Course, assignment):
+    """The assignment's due date in the gradebook (None: none set)."""
+    with warnings.catch_warnings(), course.gradebook() as gb:
+        warnings.simplefilter("ignore")
+        try:
+            return gb.find_assignment(assignment).duedate
+        except MissingEntry:
+            return None
+
+
 def _safe_url(url):
     """A database URL without its password."""
     if "@" in url and "://" in url:
