@@ -275,7 +275,8 @@ def test_late_penalty_is_the_one_nbgrader_autograde_gives(term):
     assert ("late (penalty in the gradebook, not in the points above): late (2.5 days, -3), "
             "late_wrong (1.0 hours, -1)") in term["first"].stdout, term["first"].stdout
     # a submission without timestamp.txt is on time, as in nbgrader: said, since a due date is set
-    assert ("no timestamp.txt, so counted as on time (as nbgrader does): blank, edited, honest, wrong"
+    assert ("no timestamp.txt (on time, unless the gradebook already holds a later time): blank, edited, "
+            "honest, wrong"
             in term["first"].stdout)
 
 

@@ -223,5 +223,6 @@ def grade(assignment, course="assignments", students=None, workers=None, schedul
         if late:
             print(late_line(late))
         if due is not None and no_time:
-            print(f"no timestamp.txt, so counted as on time (as nbgrader does): {', '.join(no_time)}")
+            print("no timestamp.txt (on time, unless the gradebook already holds a later time): "
+                  + ", ".join(no_time))
     return rows
