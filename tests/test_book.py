@@ -461,17 +461,32 @@ def test_chinese_search_finds_a_chapter_by_a_chinese_word(server, browser):
     page = browser.new_page()
     for lang, word in (("zh_CN", "遗忘门"), ("zh_TW", "遺忘門")):
         page.goto(f"{server}{lang}/search.html?q={word}", wait_until="load")
-        page.wait_for_selector("ul.search li a", timeout=20_000)
+        # hits are listed one by one as their pages are fetched; the summary is written at the end
+        page.wait_for_function("() => document.querySelector('.search-summary')?.textContent",
+                               timeout=30_000)
         hits = page.eval_on_selector_all("ul.search li a", "links => links.map(a => a.href)")
         paths = {urlparse(h).path.removeprefix(urlparse(server).path).split("#")[0] for h in hits}
         assert f"{lang}/book/notation.html" in paths, f"{lang}: search for {word} found {sorted(paths)}"
         # what the search script writes (Sphinx's translations.js) is in the edition's language
-        page.wait_for_function("() => document.querySelector('.search-summary')?.textContent",
-                               timeout=30_000)
         said = page.eval_on_selector_all("#search-results h2, .search-summary",
                                          "els => els.map(e => e.textContent.trim())")
         assert len(said) == 2 and all(_CJK.search(t) for t in said), f"{lang}: search page says {said}"
     page.close()
+
+
+def test_search_snippets_show_formulas_as_text(server, browser):
+    """Snippets are cut from each hit's HTML, where math is TeX source until MathJax runs;
+    book/_ext/search_text.py turns it into text and drops the print-only contents box."""
+    page = browser.new_page()
+    page.goto(f"{server}search.html?q=forget", wait_until="load")
+    page.wait_for_function("() => document.querySelector('.search-summary')?.textContent",
+                           timeout=30_000)   # written when every hit is listed
+    snippets = page.eval_on_selector_all("ul.search li p.context", "ps => ps.map(p => p.textContent)")
+    page.close()
+    raw = [s for s in snippets if re.search(r"\\[(\[)\]]|\\[a-z]+|\$\$", s)]
+    assert not raw, f"TeX source in search snippets: {raw[:3]}"
+    assert not [s for s in snippets if re.search(r"\bContents\b", s)], snippets[:3]
+    assert any("⊙" in s or "σ" in s for s in snippets), f"no formula shown as text: {snippets[:3]}"
 
 
 def test_sidebar_links_to_every_chapter(server, browser):
