@@ -101,8 +101,10 @@ def main(argv=None):
             if not Path(args.course).is_dir():
                 raise GraderError(f"course folder {args.course} does not exist (use --course DIR)")
             paths = write_feedback(load_course(args.course), args.assignment, args.student)
-            for path in paths:
-                print(path)
+            if len(paths) <= 10:
+                print("\n".join(map(str, paths)))
+            elif paths:  # a class: where they are, not one line per student
+                print(f"in {Path(args.course) / 'feedback'}/<student>/{args.assignment}/")
             if not paths:
                 raise GraderError(f"the gradebook has no submission of {args.assignment}: run "
                                   f"`lstmkit grade {args.assignment}` first")
