@@ -4,8 +4,21 @@ ASSIGNMENT... --lms canvas|moodle` and `lstmkit check NOTEBOOK.ipynb`."""
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from pathlib import Path
+
+COURSE_HELP = ("nbgrader course folder (default: assignments, or the current folder when it holds "
+               "nbgrader_config.py and has no assignments/)")
+
+
+def _course(arg):
+    """--course, or its default: assignments/ from the repository root, the current folder from inside it."""
+    if arg is not None:
+        return arg
+    if not Path("assignments").is_dir() and Path("nbgrader_config.py").is_file():
+        return "."
+    return "assignments"
 
 
 def _parser():
@@ -13,7 +26,7 @@ def _parser():
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("grade", help="grade every submission of an assignment in a sandbox")
     g.add_argument("assignment", help="assignment id, e.g. gates")
-    g.add_argument("--course", default="assignments", help="nbgrader course folder (default: assignments)")
+    g.add_argument("--course", default=None, help=COURSE_HELP)
     g.add_argument("--student", nargs="+", metavar="ID", help="only these students")
     g.add_argument("--workers", type=int, default=None, help="local processes (default: number of cores)")
     g.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://10.0.0.1:8786")
@@ -25,7 +38,7 @@ def _parser():
                    help="MB of address space per process (2048); all processes together: 256 MB more")
     f = sub.add_parser("feedback", help="each student's feedback from the gradebook (after hand grading)")
     f.add_argument("assignment", help="assignment id, e.g. gates")
-    f.add_argument("--course", default="assignments", help="nbgrader course folder (default: assignments)")
+    f.add_argument("--course", default=None, help=COURSE_HELP)
     f.add_argument("--student", nargs="+", metavar="ID", help="only these students")
     e = sub.add_parser("export", help="fill the gradebook file from Canvas or Moodle with the scores")
     e.add_argument("assignment", nargs="+", help="assignment ids, e.g. gates bptt")
@@ -35,10 +48,10 @@ def _parser():
     e.add_argument("--match", metavar="COLUMN", help="the LMS column holding the nbgrader student id "
                    "(default: canvas: SIS Login ID, SIS User ID, ID; "
                    "moodle: ID number, Email address, Username)")
-    e.add_argument("--course", default="assignments", help="nbgrader course folder (default: assignments)")
+    e.add_argument("--course", default=None, help=COURSE_HELP)
     s = sub.add_parser("similarity", help="rank submissions that look copied (from each other or the book)")
     s.add_argument("assignment", help="assignment id, e.g. gates")
-    s.add_argument("--course", default="assignments", help="nbgrader course folder (default: assignments)")
+    s.add_argument("--course", default=None, help=COURSE_HELP)
     s.add_argument("--book", metavar="DIR", help="the book's chapters (default: book/ of this checkout)")
     s.add_argument("--top", type=int, default=20, help="pairs and students shown with their lines (20)")
     s.add_argument("--threshold", type=float, default=0.5, help="share highlighted in the report (0.5)")
@@ -49,6 +62,10 @@ def _parser():
     return parser
 
 
+def _n(count, noun):
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def main(argv=None):
     from lstmkit.grader import GraderError, SandboxUnavailable, grade
     from lstmkit.grader.gradebook import GradebookError
@@ -57,6 +74,8 @@ def main(argv=None):
     from lstmkit.grader.plan import PlanError
 
     args = _parser().parse_args(argv)
+    if hasattr(args, "course"):
+        args.course = _course(args.course)
     try:
         if args.command == "grade":
             if args.workers is not None and args.workers < 1:
@@ -66,8 +85,14 @@ def main(argv=None):
             limits = Limits(wall=args.timeout, call=args.call_timeout, memory_mb=args.memory)
             rows = grade(args.assignment, course=args.course, students=args.student, workers=args.workers,
                          scheduler=args.scheduler, limits=limits)
-            print(f"wrote {args.course}/grades-{args.assignment}.csv ({len(rows)} students), the gradebook, "
-                  f"{args.course}/feedback/ and {args.course}/autograded/")
+            csv_path = Path(args.course) / f"grades-{args.assignment}.csv"
+            with open(csv_path, newline="") as f:
+                in_file = sum(1 for _ in csv.DictReader(f))
+            what = (f"updated the rows of {_n(len(rows), 'student')} in {csv_path} (its other rows kept; "
+                    f"{_n(in_file, 'student')} in all)" if args.student else
+                    f"wrote {csv_path} ({_n(len(rows), 'student')})")
+            print(f"{what}, the gradebook, {Path(args.course) / 'feedback'}/ and "
+                  f"{Path(args.course) / 'autograded'}/")
             return 0
         if args.command == "feedback":
             from lstmkit.grader.course import load_course
@@ -76,9 +101,14 @@ def main(argv=None):
             if not Path(args.course).is_dir():
                 raise GraderError(f"course folder {args.course} does not exist (use --course DIR)")
             paths = write_feedback(load_course(args.course), args.assignment, args.student)
-            for path in paths:
-                print(path)
-            print(f"wrote the feedback of {len(paths)} submissions (.html and .json)")
+            if len(paths) <= 10:
+                print("\n".join(map(str, paths)))
+            elif paths:  # a class: where they are, not one line per student
+                print(f"in {Path(args.course) / 'feedback'}/<student>/{args.assignment}/")
+            if not paths:
+                raise GraderError(f"the gradebook has no submission of {args.assignment}: run "
+                                  f"`lstmkit grade {args.assignment}` first")
+            print(f"wrote the feedback of {_n(len(paths), 'submission')} (.html and .json)")
             return 0
         if args.command == "export":
             import warnings

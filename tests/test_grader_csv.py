@@ -97,3 +97,35 @@ def test_feedback_page_has_a_status_per_part():
     assert "<td>timeout</td><td>did not finish</td>" in page
     assert "<td>ok</td><td>passed</td>" in page
     assert "<td>- / 3</td><td>not graded yet</td>" in page
+
+
+def page_width(html_path, width):
+    """document.scrollWidth of a local page in headless Chromium at `width` CSS pixels."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = Path("/usr/bin/chromium")
+    assert chromium.exists(), "Chromium not found: run `bash tools/install-browser.sh`"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": width, "height": 800})
+        page.goto(Path(html_path).resolve().as_uri())
+        out = page.evaluate("document.documentElement.scrollWidth"), page.inner_text("body")
+        browser.close()
+    return out
+
+
+def test_feedback_page_fits_a_phone(tmp_path):
+    """At 390 px every column (points, status, message, comment) is on screen, not off to the right."""
+    message = "h looks like o * c: the new hidden state is h = o * tanh(c) (visible test, B = 1)"
+    fb = {"student": "ann", "assignment": "gates", "notebook": "gates", "submitted": "2026-10-18T09:30:00",
+          "due": "2026-10-16T22:00:00", "seconds_late": 127800.0, "comments": [], "raw_score": 6.0,
+          "late_penalty": 1.2, "score": 4.8, "max_score": 12.0, "complete": True,
+          "parts": [{"part": "test_gate_preactivations", "kind": "automatic", "points": 0.0, "max": 3.0,
+                     "graded": True, "pending": False, "message": message, "status": "failed", "comment": ""},
+                    {"part": "answer_remember", "kind": "by hand", "points": 2.0, "max": 3.0, "graded": True,
+                     "pending": False, "message": "", "status": "", "comment": "Say why dc_t/dc_{t-1} = f."}]}
+    (tmp_path / "fb.html").write_text(render_html(fb))
+    width, text = page_width(tmp_path / "fb.html", 390)
+    assert width <= 390, width
+    assert message in text and "Say why dc_t/dc_{t-1} = f." in text
+    assert "Submitted 2026-10-18 09:30 UTC, due 2026-10-16 22:00 UTC: 35.5 hours late." in text

@@ -147,7 +147,7 @@ def term(tmp_path_factory):
     again = grade_cli(course, "gates", "--student", "honest", "wrong", "edited", "--timeout", "20")
     assert again.returncode == 0, again.stdout + again.stderr
     return {"course": course, "twin": twin, "csv_first": csv_first, "flags_first": flags_first,
-            "again": again}
+            "first": first, "again": again}
 
 
 def test_regrading_some_students_keeps_the_other_rows(term):
@@ -160,6 +160,50 @@ def test_regrading_some_students_keeps_the_other_rows(term):
         assert after[student] == before[student], student
     assert (before["wrong"]["test_cell_forward"], before["wrong"]["total"]) == ("0", "6")
     assert (after["wrong"]["test_cell_forward"], after["wrong"]["total"]) == ("3", "9")
+    # the run says it updated three rows of a file of seven, not that the file holds three students
+    assert "updated the rows of 3 students in" in term["again"].stdout
+    assert "(its other rows kept; 7 students in all)" in term["again"].stdout
+
+
+def copy_course(term, tmp_path, late_policy=None):
+    copy = tmp_path / "course"
+    shutil.copytree(term["course"], copy)
+    if late_policy is not None:
+        (copy / "late_policy.py").write_text(late_policy)
+    return copy
+
+
+def test_a_broken_late_plugin_stops_the_run_before_grading(term, tmp_path):
+    course = copy_course(term, tmp_path, LATE_POLICY.replace("import math\n", ""))  # math.ceil: NameError
+    before = (course / "grades-gates.csv").read_text()
+    r = grade_cli(course, "gates", "--timeout", "20")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "late-penalty plugin late_policy.OnePointPerDay failed" in r.stderr, r.stderr
+    assert "NameError: name 'math' is not defined; nothing was graded" in r.stderr
+    assert "Traceback" not in r.stderr and "grading" not in r.stderr  # no progress bar: nothing ran
+    assert (course / "grades-gates.csv").read_text() == before
+
+
+def test_a_late_plugin_failing_for_one_student_keeps_the_csv(term, tmp_path):
+    failing = LATE_POLICY.replace("        return float(", "        if student_id == 'late':\n"
+                                  "            raise KeyError(student_id)\n        return float(")
+    course = copy_course(term, tmp_path, failing)
+    (course / "grades-gates.csv").unlink()
+    r = grade_cli(course, "gates", "--student", "honest", "late", "--timeout", "20")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "failed for late (216000 s late, score 9): KeyError: 'late'" in r.stderr, r.stderr
+    assert "grades-gates.csv was written, the gradebook only in part" in r.stderr
+    rows = {row["student"]: row for row in read_csv(course / "grades-gates.csv")}
+    assert sorted(rows) == ["honest", "late"] and rows["late"]["total"] == "9"
+
+
+def test_commands_run_from_inside_the_course_folder(term):
+    """After `cd assignments` (step 1 of the README), the default --course is the current folder."""
+    course = term["course"]
+    r = subprocess.run([sys.executable, "-m", "lstmkit.cli", "feedback", "gates", "--student", "honest"],
+                       cwd=course, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "wrote the feedback of 1 submission (.html and .json)"
 
 
 def test_a_failed_csv_write_leaves_the_old_file(term, tmp_path):
@@ -227,6 +271,23 @@ def test_late_penalty_is_the_one_nbgrader_autograde_gives(term):
             assert ours[student][key] == theirs[student][key], (student, key, ours[student], theirs[student])
         assert float(ours[student]["late_submission_penalty"]) == penalty
     assert float(ours["late_wrong"]["raw_score"]) == 6 and float(ours["late_wrong"]["score"]) == 5
+    # the run's summary says who was late and by how much, though the CSV's points are before the penalty
+    assert ("late (penalty in the gradebook, not in the points above): late (2.5 days, -3), "
+            "late_wrong (1.0 hours, -1)") in term["first"].stdout, term["first"].stdout
+    # a submission without timestamp.txt is on time, as in nbgrader: said, since a due date is set
+    assert ("no timestamp.txt (on time, unless the gradebook already holds a later time): blank, edited, "
+            "honest, wrong"
+            in term["first"].stdout)
+
+
+def test_an_unreadable_submission_time_stops_the_run_before_grading(term, tmp_path):
+    course = copy_course(term, tmp_path)
+    stamp = course / "submitted" / "late" / "gates" / "timestamp.txt"
+    stamp.write_text("the evening after the deadline\n")
+    r = grade_cli(course, "gates", "--timeout", "20")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "unreadable submission times, nothing was graded" in r.stderr
+    assert f"{stamp}: 'the evening after the deadline' is not a time" in r.stderr, r.stderr
 
 
 def test_canvas_file_is_filled_and_mismatches_reported(term, tmp_path):
@@ -247,6 +308,20 @@ def test_canvas_file_is_filled_and_mismatches_reported(term, tmp_path):
     assert "2 rows of the LMS file match no nbgrader student (left as they were): extra, S105" not in out
     assert "match no nbgrader student (left as they were): extra, 105" in out, out
     assert "have no row in the LMS file (not exported): blank, edited, late_wrong, ontime" in out
+    # late's written answer was never graded, wrong's override waits for review: said, not hidden
+    assert ("2 scores are provisional (parts still to grade or review in formgrader; export again when "
+            "done): late (gates), wrong (gates)") in out, out
+
+
+def test_export_warns_of_an_assignment_nobody_submitted(term, tmp_path):
+    course = copy_course(term, tmp_path)
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "lstmkit") as gb:
+        gb.update_or_create_assignment("bptt")
+    write_rows(tmp_path / "canvas.csv", CANVAS)
+    r = lstmkit("export", "gates", "bptt", "--lms", "canvas", "--roster", str(tmp_path / "canvas.csv"),
+                "-o", str(tmp_path / "filled.csv"), "--course", str(course))
+    assert r.returncode == 0, r.stderr
+    assert "no submission at all of bptt in the gradebook (not graded yet?): every student gets 0" in r.stdout
 
 
 def test_moodle_file_by_email_and_as_an_nbgrader_export_plugin(term, tmp_path):
@@ -268,3 +343,7 @@ def test_moodle_file_by_email_and_as_an_nbgrader_export_plugin(term, tmp_path):
     assert plugin.returncode == 0, plugin.stdout + plugin.stderr
     assert (course / "plugin.csv").read_text() == (tmp_path / "filled.csv").read_text()
     assert "nobody" in plugin.stderr
+    bare = nbgrader("export", "--exporter=lstmkit.grader.lms.CanvasExportPlugin", "--to=plugin.csv",
+                    cwd=course)
+    assert bare.returncode == 1 and "Traceback" not in bare.stderr, bare.stderr
+    assert "set --LmsExportPlugin.roster=<the gradebook file downloaded from the LMS>" in bare.stderr

@@ -196,3 +196,8 @@ def test_copies_rank_above_independent_solutions(tmp_path):
     page = (course / "similarity-gates.html").read_text()
     assert "<mark>" in page and "Wcat" in page and "<script" not in page
     assert r.stdout.splitlines()[1].split() == [f"{pairs[0]['score']:.0%}", "honest3", "renamed"]
+    assert "comparing" in r.stderr  # progress on a class of many students (n (n - 1) / 2 pairs)
+    from test_grader_csv import page_width
+
+    width, _ = page_width(course / "similarity-gates.html", 390)  # side-by-side code stacks on a phone
+    assert width <= 390, width

@@ -59,11 +59,30 @@ def load_course(course) -> Course:
     return Course(root, coursedir.course_id, coursedir.db_url, app.config, plugin)
 
 
+class LatePluginError(RuntimeError):
+    """The configured late-submission plugin raised."""
+
+
+def _plugin_name(plugin):
+    return f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+
+
+def check_late_plugin(course: Course, student, max_score):
+    """Call the late-penalty plugin once (a day late, full score) before any grading, so that a broken
+    plugin stops `lstmkit grade` at once rather than after every submission was graded."""
+    late_penalty(course, student, float(max_score), 86400.0)
+
+
 def late_penalty(course: Course, student, score, seconds_late):
     """The penalty nbgrader's AssignLatePenalties would store (None: no penalty), clamped to [0, score]."""
     if not seconds_late or seconds_late <= 0:
         return None
-    penalty = course.late_plugin.late_submission_penalty(student, score, seconds_late)
+    try:
+        penalty = course.late_plugin.late_submission_penalty(student, score, seconds_late)
+    except Exception as e:  # noqa: BLE001 - the course's own plugin: name it and what it raised
+        raise LatePluginError(f"the late-penalty plugin {_plugin_name(course.late_plugin)} failed for "
+                              f"{student} ({seconds_late:.0f} s late, score {score:g}): "
+                              f"{type(e).__name__}: {e}") from e
     if penalty is None:
         return None
     return min(max(penalty, 0), score)

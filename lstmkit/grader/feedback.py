@@ -87,6 +87,16 @@ def _pts(p):
     return f"- / {p['max']:g}" if p["points"] is None else f"{p['points']:g} / {p['max']:g}"
 
 
+def _when(iso):
+    """An ISO time from the gradebook (UTC, as nbgrader stores it) as 2026-10-17 09:30 UTC."""
+    return iso.replace("T", " ")[:16] + " UTC" if iso else "?"
+
+
+def _lateness(seconds):
+    hours = seconds / 3600
+    return f"{hours:.1f} hours" if hours < 48 else f"{hours / 24:.1f} days ({hours:.0f} hours)"
+
+
 def render_html(fb):
     esc = html.escape
     rows = []
@@ -104,8 +114,8 @@ def render_html(fb):
     extra = f"<h2>Comments on your code</h2><ul>{extra}</ul>" if extra else ""
     late = ""
     if fb["seconds_late"] > 0:
-        late = (f"<p>Submitted {esc(fb['submitted'] or '')}, due {esc(fb['due'] or '')}: "
-                f"{fb['seconds_late'] / 3600:.1f} hours late. "
+        late = (f"<p>Submitted {esc(_when(fb['submitted']))}, due {esc(_when(fb['due']))}: "
+                f"{esc(_lateness(fb['seconds_late']))} late. "
                 f"Late penalty: {fb['late_penalty']:g} points.</p>")
     pending = "" if fb["complete"] else \
         "<p><b>Some answers are not graded yet; this total is provisional.</b></p>"
@@ -118,10 +128,23 @@ def render_html(fb):
             sums.append(f"{kind}: {got:g} / {sum(p['max'] for p in ps):g}")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body {{font-family: sans-serif; margin: 2em; max-width: 60em}}
 table {{border-collapse: collapse}}
 td, th {{padding: .3em .8em; border-bottom: 1px solid #ccc; text-align: left; vertical-align: top}}
+td {{overflow-wrap: anywhere}}
 .comment {{margin-top: .3em; padding: .3em .6em; background: #f3f3e0; white-space: pre-wrap}}
+@media (max-width: 40em) {{
+  body {{margin: 1em}}
+  table, tbody, tr, td {{display: block}}
+  tr:first-child {{display: none}}
+  tr {{border-bottom: 1px solid #ccc; padding: .4em 0}}
+  td {{border: none; padding: .1em 0}}
+  td:first-child {{font-weight: bold}}
+  td:nth-child(2)::before {{content: "graded: "}}
+  td:nth-child(3)::before {{content: "points: "}}
+  td:nth-child(4)::before {{content: "status: "}}
+}}
 </style></head>
 <body><h1>{esc(fb['assignment'])}: {fb['score']:g} / {fb['max_score']:g} points</h1>
 <p>Student: {esc(fb['student'])}. Parts {esc('; '.join(sums))}.

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .course import load_course
+from .course import LatePluginError, check_late_plugin, load_course
 from .feedback import write_autograded, write_feedback
-from .gradebook import check_assignment, save_scores
+from .gradebook import check_assignment, due_date, save_scores, timestamp_problems
 from .limits import Limits
 from .plan import load_plan
 from .sandbox import namespaces_work
@@ -150,6 +150,16 @@ def summary_table(plan, rows, results):
     return "\n".join(lines)
 
 
+def late_line(late):
+    """The late submissions of a run, with the penalty the course's plugin gave (stored in the gradebook)."""
+    def when(seconds):
+        hours = seconds / 3600
+        return f"{hours:.1f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+
+    return ("late (penalty in the gradebook, not in the points above): "
+            + ", ".join(f"{s} ({when(sec)}, -{_points(pen or 0)})" for s, (sec, pen) in sorted(late.items())))
+
+
 def _limits(limits, timeout, memory):
     try:
         return limits or Limits(wall=float(timeout), memory_mb=int(memory))
@@ -175,6 +185,16 @@ def grade(assignment, course="assignments", students=None, workers=None, schedul
     config = load_course(course)
     check_assignment(config, plan)
     folders = _submissions(course, assignment, plan, students)
+    no_time, bad_time = timestamp_problems(folders)
+    if bad_time:  # lateness would be decided wrongly: stop before grading
+        raise GraderError("unreadable submission times, nothing was graded:\n  "
+                          + "\n  ".join(bad_time.values()))
+    due = due_date(config, assignment)
+    try:
+        check_late_plugin(config, next(iter(folders)), plan.max_points)
+    except LatePluginError as e:
+        raise GraderError(f"{e}; nothing was graded: fix the plugin (nbgrader_config.py's "
+                          f"AssignLatePenalties.plugin_class) and run again") from None
     if not namespaces_work():
         raise GraderError("the sandbox needs bubblewrap (`bwrap`) with user, network, ipc and pid "
                           "namespaces; "
@@ -184,8 +204,15 @@ def grade(assignment, course="assignments", students=None, workers=None, schedul
             for student, text in texts.items()]
     results = _run_jobs(jobs, workers or os.cpu_count() or 1, scheduler, progress)
     rows = [csv_row(plan, r) for r in results]
-    save_scores(config, plan, results, folders, texts)
-    write_csv(course / f"grades-{assignment}.csv", plan, rows)
+    # the CSV first: if writing the gradebook fails (a late-penalty plugin that raises for one student,
+    # a database server that went away), the grading is not lost
+    csv_path = course / f"grades-{assignment}.csv"
+    write_csv(csv_path, plan, rows)
+    try:
+        late = save_scores(config, plan, results, folders, texts)
+    except LatePluginError as e:
+        raise GraderError(f"{e}; {csv_path} was written, the gradebook only in part: fix the plugin and "
+                          f"run again") from None
     write_feedback(config, assignment, [r["student"] for r in results])
     for r in results:
         student = r["student"]
@@ -193,4 +220,9 @@ def grade(assignment, course="assignments", students=None, workers=None, schedul
                          texts[student], r)
     if progress:
         print(summary_table(plan, rows, results))
+        if late:
+            print(late_line(late))
+        if due is not None and no_time:
+            print("no timestamp.txt (on time, unless the gradebook already holds a later time): "
+                  + ", ".join(no_time))
     return rows

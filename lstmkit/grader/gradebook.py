@@ -66,6 +66,34 @@ def check_assignment(course: Course, plan):
                              f"since `nbgrader generate_assignment {plan.assignment}`; run it again")
 
 
+def timestamp_problems(folders):
+    """(students without timestamp.txt, {student: message} of those whose timestamp.txt is not a time)."""
+    from nbgrader.utils import parse_utc
+
+    missing, unreadable = [], {}
+    for student, folder in folders.items():
+        path = Path(folder) / "timestamp.txt"
+        text = path.read_text(errors="replace").strip() if path.exists() else ""
+        if not text:
+            missing.append(student)
+            continue
+        try:
+            parse_utc(text)
+        except (ValueError, OverflowError):
+            unreadable[student] = f"{path}: {text[:60]!r} is not a time (write e.g. 2026-10-17 09:30:00 UTC)"
+    return missing, unreadable
+
+
+def due_date(course: Course, assignment):
+    """The assignment's due date in the gradebook (None: none set)."""
+    with warnings.catch_warnings(), course.gradebook() as gb:
+        warnings.simplefilter("ignore")
+        try:
+            return gb.find_assignment(assignment).duedate
+        except MissingEntry:
+            return None
+
+
 def _safe_url(url):
     """A database URL without its password."""
     if "@" in url and "://" in url:
@@ -180,12 +208,20 @@ def _save_one(gb, course, plan, result, folder, text):
     nb = gb.find_submission_notebook(plan.notebook, plan.assignment, student)
     nb.late_submission_penalty = late_penalty(course, student, nb.score, submission.total_seconds_late)
     gb.db.commit()
+    return float(submission.total_seconds_late or 0), nb.late_submission_penalty
 
 
 def save_scores(course: Course, plan, results, submitted, texts):
-    """results: grade_submission's; submitted: student -> submission folder; texts: student -> notebook."""
+    """results: grade_submission's; submitted: student -> submission folder; texts: student -> notebook.
+
+    Returns {student: (seconds late, penalty or None)} of the late submissions."""
+    late = {}
     with warnings.catch_warnings(), course.gradebook() as gb:
         warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notes from inside nbgrader's API
         METADATA.create_all(gb.engine)
         for result in results:
-            _save_one(gb, course, plan, result, submitted[result["student"]], texts[result["student"]])
+            seconds, penalty = _save_one(gb, course, plan, result, submitted[result["student"]],
+                                         texts[result["student"]])
+            if seconds > 0:
+                late[result["student"]] = (seconds, penalty)
+    return late

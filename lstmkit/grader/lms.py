@@ -53,6 +53,8 @@ class Report:
     no_submission: list = field(default_factory=list)  # (student, assignment): scored 0, as nbgrader export
     columns: dict = field(default_factory=dict)  # assignment -> column header used
     ambiguous: list = field(default_factory=list)
+    provisional: list = field(default_factory=list)  # (student, assignment): parts still flagged for a grader
+    never_graded: list = field(default_factory=list)  # assignments with no submission in the gradebook
 
     def lines(self):
         out = [f"filled {len(self.filled)} students' scores of {', '.join(self.columns) or 'no assignment'} "
@@ -66,6 +68,13 @@ class Report:
         if self.no_submission:
             out.append("no submission (score 0, as nbgrader export): "
                        + ", ".join(f"{s} ({a})" for s, a in self.no_submission))
+        if self.provisional:
+            out.append(f"{len(self.provisional)} scores are provisional (parts still to grade or review in "
+                       "formgrader; export again when done): "
+                       + ", ".join(f"{s} ({a})" for s, a in self.provisional))
+        if self.never_graded:
+            out.append(f"no submission at all of {', '.join(self.never_graded)} in the gradebook (not graded "
+                       "yet?): every student gets 0 there")
         if self.ambiguous:
             out.append("rows matching several students (left as they were): " + ", ".join(self.ambiguous))
         return out
@@ -92,8 +101,9 @@ def _column(header, lms, assignment):
 
 
 def scores(gb, assignments, only=None):
-    """{student id: {assignment: score or None (no submission)}}, max score per assignment, students."""
-    out, maxima = {}, {}
+    """{student id: {assignment: score or None (no submission)}}, max score per assignment, students,
+    and the (student, assignment) pairs whose submission still has parts flagged for a grader."""
+    out, maxima, pending = {}, {}, set()
     students = {s.id: s for s in gb.students if not only or s.id in only}
     for a in assignments:
         try:
@@ -108,7 +118,9 @@ def scores(gb, assignments, only=None):
                 out.setdefault(sid, {})[a] = None
                 continue
             out.setdefault(sid, {})[a] = max(0.0, float(sub.score) - float(sub.late_submission_penalty or 0))
-    return out, maxima, students
+            if sub.needs_manual_grade:
+                pending.add((sid, a))
+    return out, maxima, students, pending
 
 
 def fill(gb, assignments, lms, roster, output, match=None, students=None):
@@ -122,13 +134,14 @@ def fill(gb, assignments, lms, roster, output, match=None, students=None):
     if not key_idx:
         raise LmsError(f"{roster} has none of the id columns {keys} (its columns: {header}); "
                        f"is it a {lms} gradebook export? Name the column with --match")
-    data, maxima, students = scores(gb, assignments, students)
+    data, maxima, students, pending = scores(gb, assignments, students)
     lookup = {}
     for sid, s in students.items():
         for value in (sid, s.email, s.lms_user_id):
             if value:
                 lookup.setdefault(str(value).strip().lower(), set()).add(sid)
     report = Report()
+    report.never_graded = [a for a in assignments if all(data[s][a] is None for s in data)]
     cols = {}
     for a in assignments:
         k = _column(header, lms, a)
@@ -164,6 +177,8 @@ def fill(gb, assignments, lms, roster, output, match=None, students=None):
             if score is None:
                 report.no_submission.append((sid, a))
                 score = 0.0
+            if (sid, a) in pending:
+                report.provisional.append((sid, a))
             row[k] = f"{score:g}"
             report.filled.setdefault(sid, {})[a] = score
     report.not_in_lms = sorted(set(students) - matched)
@@ -183,12 +198,16 @@ class LmsExportPlugin(ExportPlugin):
     match = Unicode("", help="the LMS column that holds the nbgrader student id").tag(config=True)
 
     def export(self, gradebook):
-        if not self.roster:
-            raise LmsError("set --LmsExportPlugin.roster=<the gradebook file downloaded from the LMS>")
         assignments = [str(a) for a in self.assignment] or [a.name for a in gradebook.assignments]
         to = self.to or f"{self.lms}-grades.csv"
-        report = fill(gradebook, assignments, self.lms, self.roster, to, self.match or None,
-                      [str(s) for s in self.student] or None)
+        try:
+            if not self.roster:
+                raise LmsError("set --LmsExportPlugin.roster=<the gradebook file downloaded from the LMS>")
+            report = fill(gradebook, assignments, self.lms, self.roster, to, self.match or None,
+                          [str(s) for s in self.student] or None)
+        except (LmsError, OSError) as e:  # a usage error: one line, not nbgrader's traceback
+            self.log.error(str(e))
+            raise SystemExit(1) from None
         for line in report.lines():
             self.log.warning(line)
 

@@ -120,14 +120,19 @@ def similarity(assignment, course="assignments", book=None, top=20, threshold=0.
         raise FileNotFoundError(f"no submissions of {assignment} in "
                                 f"{course}/submitted/<student>/{assignment}/")
 
+    from tqdm.auto import tqdm
+
     pairs = []
-    for (a, fa), (b, fb) in combinations(students.items(), 2):
+    n = len(students)
+    for (a, fa), (b, fb) in tqdm(combinations(students.items(), 2), total=n * (n - 1) // 2, desc="comparing",
+                                 unit="pair", disable=not progress, mininterval=1):
         s1, s2, slices = _compare(fa, fb)
         pairs.append({"a": a, "b": b, "score": max(s1, s2), "share_a": s1, "share_b": s2, "_slices": slices})
     pairs.sort(key=lambda p: (-p["score"], p["a"], p["b"]))
 
     near = []
-    for student, fs in students.items():
+    for student, fs in tqdm(students.items(), desc="against published code", unit="submission",
+                            disable=not progress, mininterval=1):
         best = None
         for name, fp in published_fp.items():
             s1, _, slices = _compare(fs, fp)
@@ -153,7 +158,7 @@ def _page(assignment, pairs, near, students, published_fp, top, threshold):
 
     def table(rows, cols):
         head = "".join(f"<th>{esc(c)}</th>" for c in cols)
-        return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+        return f"<div class='wide'><table><tr>{head}</tr>{''.join(rows)}</table></div>"
 
     pair_rows = [f"<tr class='{'hi' if p['score'] >= threshold else ''}'><td>{k + 1}</td>"
                  f"<td>{esc(p['a'])}</td><td>{esc(p['b'])}</td><td>{p['score']:.0%}</td>"
@@ -176,15 +181,19 @@ def _page(assignment, pairs, near, students, published_fp, top, threshold):
                        f"<pre>{_highlight(published_fp[p['source']], right)}</pre></div>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(assignment)}: similar submissions</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body {{font-family: sans-serif; margin: 2em}} table {{border-collapse: collapse}}
+.wide {{overflow-x: auto}} pre {{min-width: 0}}
+@media (max-width: 50em) {{body {{margin: 1em}} .side {{flex-direction: column}}}}
 td, th {{padding: .2em .7em; border-bottom: 1px solid #ccc; text-align: left}} tr.hi {{background: #fde2e2}}
 .side {{display: flex; gap: 1em}} pre {{flex: 1; overflow-x: auto; background: #f7f7f7; padding: .5em;
 font-size: 12px}} mark {{background: #ffd54f}}</style></head><body>
 <h1>{esc(assignment)}: similar submissions</h1>
 <p>{len(students)} submissions; code given by the release notebook is ignored. Scores are the share of a
 submission's code (after normalising names and strings) found in the other code, by copydetect's winnowed
-fingerprints (k = {K}). Rows at or above {threshold:.0%} are highlighted. A high score is a reason to look
-at the code, not a verdict; no score was changed.</p>
+fingerprints (k = {K}); a pair's score is the larger of its two shares (the first student's code found in
+the second's, and the reverse). Rows at or above {threshold:.0%} are highlighted. A high score is a
+reason to look at the code, not a verdict; no score was changed.</p>
 <h2>Pairs of submissions</h2>
 {table(pair_rows, ["rank", "student", "student", "score", "shares", ""])}
 <h2>Submissions close to published code</h2>
