@@ -99,22 +99,7 @@ def test_feedback_page_has_a_status_per_part():
     assert "<td>- / 3</td><td>not graded yet</td>" in page
 
 
-def page_width(html_path, width):
-    """document.scrollWidth of a local page in headless Chromium at `width` CSS pixels."""
-    from playwright.sync_api import sync_playwright
-
-    chromium = Path("/usr/bin/chromium")
-    assert chromium.exists(), "Chromium not found: run `bash tools/install-browser.sh`"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": width, "height": 800})
-        page.goto(Path(html_path).resolve().as_uri())
-        out = page.evaluate("document.documentElement.scrollWidth"), page.inner_text("body")
-        browser.close()
-    return out
-
-
-def test_feedback_page_fits_a_phone(tmp_path):
+def test_feedback_page_fits_a_phone(tmp_path, page_width):
     """At 390 px every column (points, status, message, comment) is on screen, not off to the right."""
     message = "h looks like o * c: the new hidden state is h = o * tanh(c) (visible test, B = 1)"
     fb = {"student": "ann", "assignment": "gates", "notebook": "gates", "submitted": "2026-10-18T09:30:00",

@@ -176,7 +176,7 @@ def tree(course):
             for p in sorted(course.rglob("*")) if p.is_file() and not p.name.startswith("similarity-")}
 
 
-def test_copies_rank_above_independent_solutions(tmp_path):
+def test_copies_rank_above_independent_solutions(tmp_path, page_width):
     course = build(tmp_path / "course", COURSE)
     (course / "grades-gates.csv").write_text("student,total\nhonest1,9\n")
     before = tree(course)
@@ -197,7 +197,6 @@ def test_copies_rank_above_independent_solutions(tmp_path):
     assert "<mark>" in page and "Wcat" in page and "<script" not in page
     assert r.stdout.splitlines()[1].split() == [f"{pairs[0]['score']:.0%}", "honest3", "renamed"]
     assert "comparing" in r.stderr  # progress on a class of many students (n (n - 1) / 2 pairs)
-    from test_grader_csv import page_width
 
     width, _ = page_width(course / "similarity-gates.html", 390)  # side-by-side code stacks on a phone
     assert width <= 390, width
