@@ -132,7 +132,8 @@ def render_html(fb):
 <style>body {{font-family: sans-serif; margin: 2em; max-width: 60em}}
 table {{border-collapse: collapse}}
 td, th {{padding: .3em .8em; border-bottom: 1px solid #ccc; text-align: left; vertical-align: top}}
-td {{overflow-wrap: anywhere}}
+td {{overflow-wrap: break-word}}
+td:last-child {{overflow-wrap: anywhere}}
 .comment {{margin-top: .3em; padding: .3em .6em; background: #f3f3e0; white-space: pre-wrap}}
 @media (max-width: 40em) {{
   body {{margin: 1em}}
